@@ -1,0 +1,121 @@
+"""Samples as windows over the feature matrix, without copying per sample.
+
+A sample is the ``window`` rows of features that end at its forecast origin.
+`Windows` keeps the 2D feature matrix once and the origin row of every sample;
+indexing it (as sklearn's splitters and GridSearchCV do) selects origins and
+never copies the matrix. Batches are gathered by index when a model asks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+class Windows:
+    """``n`` samples of shape ``[window, n_features]`` over ``values[T, F]``.
+
+    Sample ``i`` is ``values[ends[i] - window + 1 : ends[i] + 1]``.
+    """
+
+    __array_priority__ = 10
+
+    def __init__(self, values: np.ndarray, ends: np.ndarray, window: int):
+        values = np.asarray(values)
+        ends = np.asarray(ends, dtype=np.int64)
+        if values.ndim != 2:
+            raise ValueError(f"values must be 2D [time, features], got shape {values.shape}")
+        if len(ends) and (ends.min() < window - 1 or ends.max() >= len(values)):
+            raise ValueError("every window must lie inside values")
+        self.values, self.ends, self.window = values, ends, int(window)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.ends), self.window, self.values.shape[1])
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def dtype(self):
+        return self.values.dtype
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def __getitem__(self, key) -> Windows:
+        if isinstance(key, tuple):  # sklearn's _safe_indexing passes (key, ...)
+            key = key[0]
+        if isinstance(key, int | np.integer):
+            key = [key]
+        return Windows(self.values, self.ends[key], self.window)
+
+    def gather(self, idx: np.ndarray | slice | None = None) -> np.ndarray:
+        """Materialise samples ``idx`` (default: all) as a ``[k, window, F]`` array."""
+        ends = self.ends if idx is None else self.ends[idx]
+        return self.values[ends[:, None] + self.offsets()]
+
+    def offsets(self) -> np.ndarray:
+        return np.arange(-self.window + 1, 1)
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.gather()
+        return out if dtype is None else out.astype(dtype)
+
+    def last_step(self) -> np.ndarray:
+        """Features at each origin, ``[n, F]``."""
+        return self.values[self.ends]
+
+    def covered_rows(self) -> slice:
+        """The rows any sample reads: all known at the newest origin."""
+        if not len(self.ends):
+            return slice(0, 0)
+        return slice(int(self.ends.min()) - self.window + 1, int(self.ends.max()) + 1)
+
+    def with_values(self, values: np.ndarray) -> Windows:
+        return Windows(values, self.ends, self.window)
+
+    def __repr__(self) -> str:
+        return f"Windows(n={len(self)}, window={self.window}, features={self.values.shape[1]})"
+
+
+def as_windows(X) -> Windows:
+    """Accept `Windows` or a 3D array (converted to non-overlapping windows)."""
+    if isinstance(X, Windows):
+        return X
+    arr = np.asarray(X)
+    if arr.ndim != 3:
+        raise ValueError(f"expected Windows or a 3D array [samples, window, features], got {arr.shape}")
+    n, w, f = arr.shape
+    return Windows(arr.reshape(n * w, f), np.arange(w - 1, n * w, w), w)
+
+
+class WindowScaler(TransformerMixin, BaseEstimator):
+    """Standardise features with mean and std from the rows the training samples read.
+
+    Fitted inside each fold's pipeline, so statistics never come from the test
+    fold. Values are clipped to ``±clip`` standard deviations.
+    """
+
+    def __init__(self, clip: float | None = 10.0):
+        self.clip = clip
+
+    def fit(self, X, y=None):  # noqa: ARG002 - sklearn signature
+        win = as_windows(X)
+        rows = win.values[win.covered_rows()].astype(np.float64)
+        self.mean_ = np.nanmean(rows, axis=0)
+        std = np.nanstd(rows, axis=0)
+        self.scale_ = np.where(std > 1e-12, std, 1.0)
+        self.n_features_in_ = win.values.shape[1]
+        return self
+
+    def transform(self, X) -> Windows:
+        win = as_windows(X)
+        if win.values.shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {win.values.shape[1]} features, the scaler was fitted "
+                             f"on {self.n_features_in_}")
+        scaled = ((win.values - self.mean_) / self.scale_).astype(np.float32)
+        if self.clip is not None:
+            np.clip(scaled, -self.clip, self.clip, out=scaled)
+        return win.with_values(scaled)

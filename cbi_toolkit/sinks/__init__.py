@@ -1,0 +1,1 @@
+"""Forecast sinks: where forecasts are written (DuckDB by default, BigQuery in production)."""

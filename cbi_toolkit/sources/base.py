@@ -1,0 +1,105 @@
+"""What every source shares: its config fields and the checks on its output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cbi_toolkit.errors import DataError
+
+Role = Literal["price", "rate", "level", "positioning", "weather"]
+
+
+@dataclass(frozen=True)
+class SourceContext:
+    """Where sources read from: the data directory and the cache."""
+
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    refresh: bool = False
+
+
+class SourceBase(BaseModel):
+    """Fields every source declares in the spec.
+
+    ``columns`` maps the provider's column name to the series name used in the
+    spec (``{close: zl}``). ``role`` tells the feature builders what the series
+    is. ``ffill_limit`` is how many trading days a value may be carried
+    forward when the source has no row for a target trading day. ``release``
+    and ``lag_days`` move a value from the date it describes to the date it
+    became known.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: dict[str, str] = Field(..., min_length=1)
+    role: Role = "level"
+    ffill_limit: int = Field(0, ge=0, le=260)
+    release: Literal["same_day", "cftc_weekly"] = "same_day"
+    lag_days: int = Field(0, ge=0, le=30, description="trading days between date and publication")
+
+    @field_validator("columns")
+    @classmethod
+    def _names(cls, columns: dict[str, str]) -> dict[str, str]:
+        for name in columns.values():
+            if not name.isidentifier():
+                raise ValueError(f"series name {name!r} must be an identifier (letters, digits, _)")
+        return columns
+
+    @property
+    def label(self) -> str:
+        """How errors and logs name this source."""
+        raise NotImplementedError
+
+    def load(self, ctx: SourceContext) -> pd.DataFrame:
+        """Return the raw tidy frame (provider dates, renamed columns)."""
+        raise NotImplementedError
+
+
+def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: str) -> pd.DataFrame:
+    """Validate a provider frame and return it tidy: DatetimeIndex, renamed float columns.
+
+    Refuses (``DataError`` naming ``label`` and the column) a missing column,
+    unparseable or tz-mixed dates, duplicate or unsorted dates, non-numeric cells.
+    """
+    if frame.empty or len(frame.columns) == 0:
+        raise DataError(f"{label}: no rows; check the file or the source")
+    missing = [c for c in [date_column, *columns] if c not in frame.columns]
+    if missing:
+        raise DataError(f"{label}: missing column {missing[0]!r}; columns present: "
+                        f"{', '.join(map(str, frame.columns))}")
+    try:
+        dates = pd.to_datetime(frame[date_column], format="mixed")
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{label}: column {date_column!r} holds a value that is not a date "
+                        f"({str(exc).splitlines()[0]}); use ISO dates YYYY-MM-DD") from None
+    if not pd.api.types.is_datetime64_any_dtype(dates):
+        raise DataError(f"{label}: column {date_column!r} mixes time zones; "
+                        "write every date in one zone (or as plain YYYY-MM-DD)")
+    if dates.dt.tz is not None:
+        dates = dates.dt.tz_localize(None)
+    dates = dates.dt.normalize()
+    out = pd.DataFrame(index=pd.DatetimeIndex(dates, name="date"))
+    for raw, name in columns.items():
+        raw_cells = frame[raw]
+        values = pd.to_numeric(raw_cells, errors="coerce").to_numpy(dtype=float)
+        blank = raw_cells.isna() | raw_cells.astype(str).str.strip().isin(["", "."])
+        bad = np.isnan(values) & ~blank.to_numpy()
+        if bad.any():
+            first = raw_cells[bad].iloc[0]
+            raise DataError(f"{label}: column {raw!r} has a non-numeric value {first!r} on "
+                            f"{dates[bad].iloc[0]:%Y-%m-%d}; fix or blank the cell")
+        out[name] = values
+    if out.index.has_duplicates:
+        dup = out.index[out.index.duplicated()][0]
+        raise DataError(f"{label}: duplicate date {dup:%Y-%m-%d}; keep one row per date")
+    if not out.index.is_monotonic_increasing:
+        pos = int((out.index[1:] <= out.index[:-1]).argmax())
+        raise DataError(f"{label}: dates out of order at {out.index[pos + 1]:%Y-%m-%d} "
+                        f"(after {out.index[pos]:%Y-%m-%d}); sort the rows by date")
+    return out

@@ -1,0 +1,340 @@
+"""The spec: a YAML file validated into typed objects.
+
+`load_spec(path)` reads YAML with a safe loader, resolves `extends:` chains
+(deep merge of mappings, lists replaced), validates with pydantic and turns
+every failure into a one-line `SpecError` naming the file, the key path, the
+YAML line where it has one, and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from cbi_toolkit.errors import SpecError
+from cbi_toolkit.features.registry import FEATURES, validate_feature_params
+from cbi_toolkit.sinks.config import SinkConfig
+from cbi_toolkit.sources.config import SourceConfig
+from cbi_toolkit.targets import HORIZONS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class LossWeights(_Strict):
+    nll: float = Field(1.0, ge=0)
+    mae: float = Field(0.0, ge=0)
+    direction: float = Field(0.0, ge=0)
+
+
+class ModelConfig(_Strict):
+    hidden_dim: int = Field(256, gt=0)
+    num_layers: int = Field(3, gt=0)
+    num_heads: int = Field(8, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    attention: bool = True
+    loss: LossWeights = LossWeights()
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> ModelConfig:
+        if self.attention and self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"hidden_dim ({self.hidden_dim}) must be a multiple of num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class TrainingConfig(_Strict):
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(0.001, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    max_epochs: int = Field(100, gt=0)
+    patience: int = Field(10, gt=0)
+    grad_clip: float = Field(1.0, gt=0)
+    warmup: float = Field(0.1, ge=0, lt=1)
+    valid_fraction: float = Field(0.1, gt=0, lt=0.5)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    seed: int = 0
+
+
+class ValidationConfig(_Strict):
+    n_splits: int = Field(5, ge=2)
+    gap: int | None = Field(None, ge=0, description="trading days; default: the longest horizon")
+    test_size: int | None = Field(None, gt=0, description="origins per test fold; default: sklearn's")
+
+
+class ForecastConfig(_Strict):
+    intervals: Literal["gaussian", "conformal"] = "conformal"
+
+
+class GateConfig(_Strict):
+    """Thresholds a run must meet (on every horizon) before it writes forecasts."""
+
+    max_mase: float | None = Field(1.25, gt=0)
+    coverage_80: tuple[float, float] | None = (0.5, 1.0)
+    coverage_95: tuple[float, float] | None = (0.7, 1.0)
+
+    @field_validator("coverage_80", "coverage_95")
+    @classmethod
+    def _band(cls, band: tuple[float, float] | None) -> tuple[float, float] | None:
+        if band is not None and not 0 <= band[0] <= band[1] <= 1:
+            raise ValueError("a coverage band is [low, high] with 0 <= low <= high <= 1")
+        return band
+
+
+FeatureItem = str | dict[str, dict[str, Any] | None]
+
+DEFAULT_FEATURES: list[FeatureItem] = list(FEATURES)
+
+
+class Spec(_Strict):
+    name: str = Field(..., min_length=1)
+    description: str = ""
+    target: str = Field(..., min_length=1, description="series name of the price to forecast")
+    data: list[SourceConfig] = Field(..., min_length=1)
+    features: list[FeatureItem] = Field(default_factory=lambda: list(DEFAULT_FEATURES), min_length=1)
+    horizons: list[str] = Field(default_factory=lambda: ["1m"], min_length=1)
+    window: int = Field(252, gt=1)
+    max_gap_days: int = Field(
+        10, gt=0, description="calendar days; a longer gap in the target is a data error"
+    )
+    model: ModelConfig = ModelConfig()
+    training: TrainingConfig = TrainingConfig()
+    validation: ValidationConfig = ValidationConfig()
+    forecast: ForecastConfig = ForecastConfig()
+    gate: GateConfig = GateConfig()
+    sink: SinkConfig = Field(default_factory=lambda: SinkConfig())
+    runs_dir: str = "runs"
+
+    @field_validator("horizons")
+    @classmethod
+    def _known_horizons(cls, horizons: list[str]) -> list[str]:
+        for h in horizons:
+            if h not in HORIZONS:
+                raise ValueError(f"unknown horizon {h!r}; allowed: {', '.join(HORIZONS)}")
+        if len(set(horizons)) != len(horizons):
+            raise ValueError(f"duplicate horizons in {horizons}")
+        return sorted(horizons, key=HORIZONS.__getitem__)
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, items: list[FeatureItem]) -> list[FeatureItem]:
+        seen = set()
+        for i, item in enumerate(items):
+            if isinstance(item, dict) and len(item) != 1:
+                raise ValueError(f"item {i}: a feature is a name or a one-key mapping name: params")
+            name = item if isinstance(item, str) else next(iter(item))
+            if name not in FEATURES:
+                raise ValueError(f"unknown feature {name!r}{_did_you_mean(name, FEATURES)}; "
+                                 f"allowed: {', '.join(FEATURES)}")
+            if name in seen:
+                raise ValueError(f"feature {name!r} is listed twice")
+            seen.add(name)
+            params = {} if isinstance(item, str) else (item[name] or {})
+            validate_feature_params(name, params)
+        return items
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Spec:
+        names = [col for src in self.data for col in src.columns.values()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"series names must be unique across data; repeated: {dupes}")
+        if self.target not in names:
+            raise ValueError(f"target {self.target!r} is not a series named in data "
+                             f"(series: {', '.join(names)})")
+        if self.validation.gap is not None and self.validation.gap < self.max_horizon:
+            raise ValueError(f"validation.gap ({self.validation.gap}) must be at least the "
+                             f"longest horizon ({self.max_horizon} trading days)")
+        return self
+
+    # -- derived values -------------------------------------------------
+    @property
+    def horizon_days(self) -> list[int]:
+        return [HORIZONS[h] for h in self.horizons]
+
+    @property
+    def max_horizon(self) -> int:
+        return max(self.horizon_days)
+
+    @property
+    def gap(self) -> int:
+        return self.validation.gap if self.validation.gap is not None else self.max_horizon
+
+    def feature_items(self) -> list[tuple[str, dict[str, Any]]]:
+        """Features as (name, params) pairs."""
+        out = []
+        for item in self.features:
+            if isinstance(item, str):
+                out.append((item, {}))
+            else:
+                name, params = next(iter(item.items()))
+                out.append((name, dict(params or {})))
+        return out
+
+    def source_for(self, series: str) -> SourceConfig:
+        return next(s for s in self.data if series in s.columns.values())
+
+    def to_yaml(self) -> str:
+        """The fully resolved spec (no `extends:`), as YAML."""
+        return yaml.safe_dump(json.loads(self.model_dump_json()), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------
+# loading
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read, resolve `extends:` and validate a spec file.
+
+    `overrides` maps dotted key paths (``model.hidden_dim``) to values applied
+    after `extends:` resolution, before validation.
+    """
+    path = Path(path)
+    doc, lines = _resolve(path, chain=())
+    for key, value in (overrides or {}).items():
+        set_path(doc, key, value)
+    doc.setdefault("name", path.stem)
+    return validate_spec(doc, source=str(path), lines=lines)
+
+
+def validate_spec(doc: dict[str, Any], source: str = "<spec>",
+                  lines: dict[tuple, int] | None = None) -> Spec:
+    """Validate a plain mapping into a Spec, raising a one-line SpecError."""
+    try:
+        return Spec.model_validate(doc)
+    except ValidationError as exc:
+        raise SpecError(_format_error(exc, source, lines or {})) from None
+
+
+def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tuple, int]]:
+    path = path.resolve() if path.exists() else path
+    if path in chain:
+        cycle = " -> ".join(p.name for p in (*chain, path))
+        raise SpecError(f"{chain[-1]}: extends: cycle {cycle}; remove one of the links")
+    if not path.is_file():
+        where = f"{chain[-1]}: extends: " if chain else ""
+        raise SpecError(f"{where}spec file {path} not found; check the path")
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError(f"{path}{where}: malformed YAML: {problem}; fix the syntax") from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise SpecError(f"{path}: a spec is a YAML mapping of keys, got {type(doc).__name__}")
+    lines = _line_map(node)
+    parent = doc.pop("extends", None)
+    if parent is None:
+        return doc, lines
+    if not isinstance(parent, str):
+        raise SpecError(f"{path}: extends: must be a file path, got {parent!r}")
+    base, base_lines = _resolve(path.parent / parent, (*chain, path))
+    return deep_merge(base, doc), {**base_lines, **lines}
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; any other value (lists included) replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def set_path(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested mappings, creating mappings on the way."""
+    *parents, leaf = dotted.split(".")
+    node = doc
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"key path {dotted!r}: {key!r} is not a mapping")
+    node[leaf] = value
+
+
+def _line_map(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
+    out: dict[tuple, int] = {}
+    if node is None:
+        return out
+    out[prefix] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = (*prefix, key_node.value)
+            out.update(_line_map(value_node, key))
+            out[key] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_line_map(item, (*prefix, str(i))))
+    return out
+
+
+def _format_error(exc: ValidationError, source: str, lines: dict[tuple, int]) -> str:
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"] if not _is_union_tag(p))
+    key = ".".join(loc) or "(top level)"
+    line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
+    where = f"{source}: {key}" + (f" (line {line})" if line else "")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(loc[:-1])
+        msg = f"unknown key {loc[-1]!r}{_did_you_mean(loc[-1], allowed)}"
+        if allowed:
+            msg += f"; allowed: {', '.join(allowed)}"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
+        msg += f"; got {_short(err['input'])}"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}: {msg}{more}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part in ("str", "dict[str,nullable[dict[str,any]]]"))
+
+
+def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+    model: Any = Spec
+    for part in loc:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            if part.isdigit():
+                continue
+            return []
+        ann = field.annotation
+        model = next((a for a in (ann, *getattr(ann, "__args__", ()))
+                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if model is None:
+            return []
+    return list(getattr(model, "model_fields", {}))
+
+
+def _did_you_mean(word: str, options: Any) -> str:
+    close = difflib.get_close_matches(str(word), list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of the spec, for editor autocompletion."""
+    schema = Spec.model_json_schema()
+    schema["properties"]["extends"] = {"type": "string", "description": "parent spec path"}
+    return schema
+
