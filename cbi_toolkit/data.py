@@ -47,7 +47,7 @@ class DataReport:
     def drop(self, rule: str, n: int) -> None:
         if n:
             self.dropped[rule] = self.dropped.get(rule, 0) + int(n)
-            log.info("dropped %d rows: %s", n, rule)
+            log.debug("dropped %d rows: %s", n, rule)
 
 
 def resolve_data_dir(cli_value: str | os.PathLike | None = None,

@@ -103,8 +103,8 @@ class Calendar(CausalFeature):
 
     def _compute(self, frame):
         idx = frame.index
-        doy = 2 * np.pi * (idx.dayofyear.to_numpy() - 1) / 365.25
-        dow = 2 * np.pi * idx.dayofweek.to_numpy() / 5
+        doy = 2 * np.pi * (idx.day_of_year.to_numpy() - 1) / 365.25
+        dow = 2 * np.pi * idx.day_of_week.to_numpy() / 5
         return pd.DataFrame({"doy_sin": np.sin(doy), "doy_cos": np.cos(doy),
                              "dow_sin": np.sin(dow), "dow_cos": np.cos(dow)}, index=idx)
 

@@ -76,6 +76,9 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
     try:
         dates = pd.to_datetime(frame[date_column], format="mixed")
     except (ValueError, TypeError) as exc:
+        if "timezone" in str(exc).lower():
+            raise DataError(f"{label}: column {date_column!r} mixes time zones; write every "
+                            "date in one zone (or as plain YYYY-MM-DD)") from None
         raise DataError(f"{label}: column {date_column!r} holds a value that is not a date "
                         f"({str(exc).splitlines()[0]}); use ISO dates YYYY-MM-DD") from None
     if not pd.api.types.is_datetime64_any_dtype(dates):

@@ -1,0 +1,84 @@
+"""`cbi-run`: parse arguments, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+from cbi_toolkit.errors import CbiError
+
+EPILOG = """examples:
+  cbi-run specs/zl_1m.yaml                 walk-forward, final fit, forecast, write the sink
+  cbi-run --check specs/zl_1m.yaml         validate the spec only
+  cbi-run specs/zl_1m.yaml --stage data    load, align, build features; print a summary
+  cbi-run --schema > spec.schema.json      JSON Schema of the spec, for editors
+  cbi-run --predict runs/<run_id>          forecast from a saved run without retraining
+  cbi-run --evaluate runs/<run_id> --data-dir DIR --since 2024-01-01
+
+exit codes: 0 ok, 2 bad input (spec, data, credentials, sink), 3 deploy gate failed"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cbi-run", description="Forecast commodity futures prices from a YAML spec.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", nargs="?", help="path to the spec YAML")
+    p.add_argument("--check", action="store_true", help="validate the spec and exit")
+    p.add_argument("--schema", action="store_true", help="print the spec's JSON Schema and exit")
+    p.add_argument("--stage", choices=["data", "features", "full"], default="full",
+                   help="stop after this stage (default: full)")
+    p.add_argument("--data-dir", help="data directory (default: $CBI_DATA_DIR, else "
+                                      "../shared/data beside the checkout)")
+    p.add_argument("--runs-dir", help="where run folders go (default: the spec's runs_dir)")
+    p.add_argument("--sink", help="override the spec's sink, e.g. duckdb:///path/f.duckdb or "
+                                  "bigquery://PROJECT/DATASET")
+    p.add_argument("--predict", metavar="RUN_DIR", help="forecast from a saved run")
+    p.add_argument("--evaluate", metavar="RUN_DIR", help="score a saved run on newer data")
+    p.add_argument("--since", help="with --evaluate: first origin date to score (YYYY-MM-DD)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec key, e.g. --set training.max_epochs=3 (YAML value)")
+    p.add_argument("-q", "--quiet", action="store_true", help="less output")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    try:
+        return _dispatch(args)
+    except CbiError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from cbi_toolkit import runs
+    from cbi_toolkit.spec import load_spec, spec_json_schema
+
+    if args.schema:
+        print(json.dumps(spec_json_schema(), indent=2))
+        return 0
+    if args.predict:
+        return runs.predict_cli(args)
+    if args.evaluate:
+        return runs.evaluate_cli(args)
+    if not args.spec:
+        raise CbiError("no spec given; usage: cbi-run SPEC.yaml (see cbi-run --help)")
+    spec = load_spec(args.spec, overrides=runs.parse_overrides(args.set))
+    if args.check:
+        print(f"{args.spec}: ok ({spec.name}: horizons {', '.join(spec.horizons)}, "
+              f"window {spec.window}, {len(spec.data)} sources, {len(spec.features)} features)")
+        return 0
+    return runs.run_cli(spec, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
