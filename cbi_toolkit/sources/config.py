@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from cbi_toolkit.sources.files import FileSource
+from typing import Annotated
 
-# New source kinds join this union (use Annotated[A | B, Field(discriminator="kind")]).
-SourceConfig = FileSource
+from pydantic import Field
+
+from cbi_toolkit.sources.cftc import CftcSource
+from cbi_toolkit.sources.files import FileSource
+from cbi_toolkit.sources.fred import FredSource
+from cbi_toolkit.sources.weather import WeatherSource
+from cbi_toolkit.sources.yahoo import YahooSource
+
+# New source kinds join this union.
+SourceConfig = Annotated[
+    FileSource | YahooSource | FredSource | CftcSource | WeatherSource,
+    Field(discriminator="kind"),
+]
 
 __all__ = ["SourceConfig"]

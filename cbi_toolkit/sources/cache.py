@@ -1,0 +1,136 @@
+"""The local Parquet cache of live series, with provenance beside each file.
+
+Layout: ``<cache_dir>/<source>/<key>.parquet`` plus ``<key>.json`` holding source,
+URL or ticker, fetched_at (UTC), rows, first/last date, columns and the sha256 of
+the Parquet bytes. Writes go to a temporary file that is read back and checked
+before an atomic rename, so an interrupted or bad download never replaces a good
+file. A file whose checksum does not match its provenance, or that Parquet cannot
+read, counts as missing (and is refetched), never silently used.
+
+The cache directory is ``SourceContext.cache_dir``, else ``$CBI_CACHE_DIR``, else
+``~/.cache/cbi_toolkit``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from cbi_toolkit.errors import SourceError
+from cbi_toolkit.sources.http import redact
+
+log = logging.getLogger(__name__)
+
+
+def cache_root(configured: Path | str | None = None) -> Path:
+    """The cache directory: ``configured``, else ``$CBI_CACHE_DIR``, else ``~/.cache/cbi_toolkit``."""
+    value = configured or os.environ.get("CBI_CACHE_DIR") or Path.home() / ".cache" / "cbi_toolkit"
+    return Path(value).expanduser()
+
+
+def safe_name(key: str) -> str:
+    """A file name for a ticker or id (``ZL=F`` -> ``ZL=F``, ``DX-Y.NYB`` kept, ``/`` replaced)."""
+    return re.sub(r"[^A-Za-z0-9=._-]", "_", key)
+
+
+@dataclass
+class Entry:
+    """One cached series: its frame (DatetimeIndex ``date``, float columns) and provenance."""
+
+    frame: pd.DataFrame
+    meta: dict[str, Any]
+
+    @property
+    def fetched_at(self) -> datetime:
+        return datetime.fromisoformat(self.meta["fetched_at"])
+
+    def age_hours(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.fetched_at).total_seconds() / 3600
+
+
+class Cache:
+    """Read and write cached series under ``root``."""
+
+    def __init__(self, root: Path | str | None = None):
+        self.root = cache_root(root)
+
+    def paths(self, source: str, key: str) -> tuple[Path, Path]:
+        base = self.root / source / safe_name(key)
+        return base.with_suffix(".parquet"), base.with_suffix(".json")
+
+    def read(self, source: str, key: str) -> Entry | None:
+        """The cached entry, or None when missing, unreadable or failing its checksum."""
+        data, meta_path = self.paths(source, key)
+        if not data.is_file() or not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            blob = data.read_bytes()
+        except (OSError, ValueError) as exc:
+            log.warning("cache %s: unreadable provenance (%s); refetching", data, exc)
+            return None
+        if hashlib.sha256(blob).hexdigest() != meta.get("sha256"):
+            log.warning("cache %s: checksum mismatch; refetching", data)
+            return None
+        try:
+            frame = pd.read_parquet(data)
+        except Exception as exc:  # noqa: BLE001 - any parquet failure means: refetch
+            log.warning("cache %s: unreadable parquet (%s); refetching", data, exc)
+            return None
+        if not isinstance(frame.index, pd.DatetimeIndex) or frame.empty:
+            log.warning("cache %s: not a dated series; refetching", data)
+            return None
+        return Entry(frame, meta)
+
+    def write(self, source: str, key: str, frame: pd.DataFrame, meta: dict[str, Any]) -> Entry:
+        """Validate ``frame``, write it and its provenance atomically, return the entry."""
+        check_series(frame, f"{source} {key}")
+        data, meta_path = self.paths(source, key)
+        data.parent.mkdir(parents=True, exist_ok=True)
+        tmp = data.with_name(f".{data.name}.{os.getpid()}.tmp")
+        try:
+            frame.to_parquet(tmp)
+            blob = tmp.read_bytes()
+            back = pd.read_parquet(tmp)
+            if len(back) != len(frame) or list(back.columns) != list(frame.columns):
+                raise SourceError(f"{source} {key}: cache write did not read back; disk full?")
+            meta = {
+                **{k: (redact(v) if isinstance(v, str) else v) for k, v in meta.items()},
+                "fetched_at": meta.get("fetched_at") or datetime.now(UTC).isoformat(),
+                "rows": len(frame),
+                "first_date": f"{frame.index[0]:%Y-%m-%d}",
+                "last_date": f"{frame.index[-1]:%Y-%m-%d}",
+                "columns": list(frame.columns),
+                "sha256": hashlib.sha256(blob).hexdigest(),
+            }
+            meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+            meta_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+            os.replace(tmp, data)
+            os.replace(meta_tmp, meta_path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return Entry(frame, meta)
+
+
+def check_series(frame: pd.DataFrame, label: str) -> None:
+    """A fetched frame must be non-empty, dated, sorted, unique and numeric."""
+    if frame.empty:
+        raise SourceError(f"{label}: the source returned no rows")
+    if not isinstance(frame.index, pd.DatetimeIndex):
+        raise SourceError(f"{label}: fetched frame has no date index")
+    if frame.index.has_duplicates or not frame.index.is_monotonic_increasing:
+        raise SourceError(f"{label}: fetched dates are duplicated or out of order")
+    for col in frame.columns:
+        if not pd.api.types.is_float_dtype(frame[col]):
+            raise SourceError(f"{label}: fetched column {col!r} is not numeric")
+    if frame.isna().all().all():
+        raise SourceError(f"{label}: every fetched value is missing")
