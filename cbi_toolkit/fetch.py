@@ -43,7 +43,7 @@ def ensure_cached(spec, ctx: SourceContext, progress: Callable[[str], None] | No
             continue
         for key in source.cache_keys():
             if progress:
-                progress(f"{source.label} [{key}] ...")
+                progress(f"{source.live_label} [{key}] ...")
             _, result = source.obtain(key, ctx, "full" if ctx.refresh else "stale")
             results.append(result)
             if progress:

@@ -1,8 +1,9 @@
 """CFTC Commitments of Traders, futures only, for one contract market code.
 
-``{kind: cftc, code: "007601", report: disaggregated, columns: {mm_net: cot_mm}}``
+``{kind: cftc, markets: {zl: "007601"}, report: disaggregated, columns: {zl_mm_net: cot_mm}}``
 downloads the CFTC's yearly compressed archives (the current year's archive is
-updated every Friday), keeps the rows of ``code`` and derives net positions:
+updated every Friday), keeps the rows of each market code (one cache file per
+market) and derives, per market alias, the columns ``{alias}_{name}`` for:
 
 - ``legacy`` (``deacot{year}.zip`` -> ``annual.txt``): ``open_interest``,
   ``noncomm_long/short/net``, ``comm_long/short/net`` and ``noncomm_net_pct_oi``,
@@ -30,7 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cbi_toolkit.errors import SourceError
 from cbi_toolkit.sources import http
@@ -82,10 +83,13 @@ def norm(name: str) -> str:
 
 
 class CftcSource(LiveSource):
-    """Net positions of one CFTC contract market (soybean oil: 007601)."""
+    """Net positions of CFTC contract markets, ``markets: {alias: code}`` (soybean oil:
+    ``{zl: "007601"}``); provider columns are ``{alias}_{derived}``, e.g.
+    ``zl_noncomm_net_pct_oi``, ``zl_mm_net``."""
 
     kind: Literal["cftc"] = "cftc"
-    code: str = Field(..., pattern=r"^[0-9A-Z]{6}$", description="CFTC contract market code")
+    markets: dict[str, str] = Field(..., min_length=1,
+                                    description="alias -> CFTC contract market code")
     report: Literal["legacy", "disaggregated"] = "disaggregated"
     release: Literal["same_day", "cftc_weekly"] = "cftc_weekly"
     ffill_limit: int = Field(10, ge=0, le=260)
@@ -93,12 +97,28 @@ class CftcSource(LiveSource):
     cache_folder: ClassVar[str] = "cftc"
     overlap_days: ClassVar[int] = 21
 
+    @field_validator("markets")
+    @classmethod
+    def _codes(cls, markets: dict[str, str]) -> dict[str, str]:
+        for alias, code in markets.items():
+            if not alias.isidentifier() or not re.fullmatch(r"[0-9A-Z]{6}", str(code)):
+                raise ValueError(f"markets: {alias!r}: {code!r} must map an identifier to a "
+                                 "6-character CFTC code (quote it: \"007601\")")
+        return markets
+
     @property
-    def label(self) -> str:
-        return f"cftc {self.report} {self.code}"
+    def live_label(self) -> str:
+        return f"cftc {self.report} " + ",".join(self.markets.values())
 
     def cache_keys(self) -> list[str]:
-        return [f"{self.report}_{self.code}"]
+        return [f"{self.report}_{code}" for code in self.markets.values()]
+
+    def combine(self, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        parts = []
+        for alias, code in self.markets.items():
+            frame = frames[f"{self.report}_{code}"]
+            parts.append(frame.add_prefix(f"{alias}_"))
+        return pd.concat(parts, axis=1, join="outer").sort_index()
 
     def archives(self, since: pd.Timestamp | None) -> list[str]:
         """Archive file names covering ``since`` (or ``start``) to the current year."""
@@ -118,33 +138,35 @@ class CftcSource(LiveSource):
         return names
 
     def fetch(self, key: str, since: pd.Timestamp | None) -> tuple[pd.DataFrame, dict[str, Any]]:
+        code = key.rsplit("_", 1)[1]
         names = self.archives(since)
         if not names:
-            raise SourceError(f"{self.label}: no {self.report} archives from {self.start}")
+            raise SourceError(f"{self.live_label}: no {self.report} archives from {self.start}")
         parts = []
         for i, name in enumerate(names):
             url = f"{base_url()}/{name}"
             try:
-                body = _MEMO.get(url) or http.get(url, f"{self.label} ({name})", expect="binary")
+                body = _MEMO.get(url) or http.get(url, f"{self.live_label} ({name})", expect="binary")
             except SourceError as exc:
                 # the current year's archive does not exist until its first report
                 if i == len(names) - 1 and "HTTP 404" in str(exc) and len(names) > 1:
                     continue
                 raise
-            parts.append(self.parse(body, name))
+            parts.append(self.parse(body, name, code))
             if len(_MEMO) >= _MEMO_MAX:
                 _MEMO.pop(next(iter(_MEMO)))
             _MEMO[url] = body
         frame = pd.concat(parts).sort_index()
         frame = frame[~frame.index.duplicated(keep="last")]
         if frame.empty:
-            raise SourceError(f"{self.label}: no rows for market {self.code} in {', '.join(names)}")
-        return frame, {"url": f"{base_url()}/", "archives": names, "code": self.code,
+            raise SourceError(f"{self.live_label}: no rows for market {code} in "
+                              f"{', '.join(names)}")
+        return frame, {"url": f"{base_url()}/", "archives": names, "code": code,
                        "report": self.report}
 
-    def parse(self, body: bytes, name: str) -> pd.DataFrame:
+    def parse(self, body: bytes, name: str, code: str) -> pd.DataFrame:
         """One archive (zip, or its text file as is) -> derived columns of ``code``."""
-        label = f"{self.label} ({name})"
+        label = f"cftc {self.report} {code} ({name})"
         text = unzip_text(body, label)
         try:
             raw = pd.read_csv(io.BytesIO(text), dtype=str, keep_default_na=False,
@@ -155,7 +177,7 @@ class CftcSource(LiveSource):
         raw.columns = [norm(c) for c in raw.columns]
         code_col = _find(raw, "contract_market_code", label)
         date_col = _find(raw, "yyyy_mm_dd", label)
-        rows = raw[raw[code_col].str.strip().str.zfill(6) == self.code]
+        rows = raw[raw[code_col].str.strip().str.zfill(6) == code]
         nets, pcts = (LEGACY, LEGACY_PCT) if self.report == "legacy" else (DISAGG, DISAGG_PCT)
         cols = {"open_interest": _num(rows, ["open_interest_all"], label)}
         for prefix, (longs, shorts) in nets.items():

@@ -51,7 +51,7 @@ class FredSource(LiveSource):
     cache_folder: ClassVar[str] = "fred"
 
     @property
-    def label(self) -> str:
+    def live_label(self) -> str:
         return "fred " + ",".join(self.columns)
 
     def cache_keys(self) -> list[str]:

@@ -87,6 +87,17 @@ class LiveSource(SourceBase):
         return self
 
     # -- what each connector provides -------------------------------------
+    @property
+    def live_label(self) -> str:
+        """How fetch and cache messages name the live series (``yahoo ZL=F``)."""
+        raise NotImplementedError
+
+    @property
+    def label(self) -> str:
+        """The file path when there is a ``file:`` alternative (so reports on the
+        offline route read as before), else the live name."""
+        return self.file.path if self.file is not None else self.live_label
+
     def cache_keys(self) -> list[str]:
         """One key per cached series (a ticker, a FRED id, a station)."""
         raise NotImplementedError
@@ -118,7 +129,7 @@ class LiveSource(SourceBase):
         policy: Policy = "full" if ctx.refresh else "load"
         frames = {key: self.obtain(key, ctx, policy)[0] for key in self.cache_keys()}
         frame = self.combine(frames)
-        return tidy(frame.reset_index(), "date", self.columns, self.label)
+        return tidy(frame.reset_index(), "date", self.columns, self.live_label)
 
     def obtain(self, key: str, ctx: SourceContext,
                policy: Policy = "load") -> tuple[pd.DataFrame, FetchResult]:
@@ -142,7 +153,7 @@ class LiveSource(SourceBase):
             new, meta = self.fetch(key, since)
             new = self._clip(new, key)
             if list(new.columns) != list(old.columns):
-                raise SourceError(f"{self.label}: {key} columns changed from {list(old.columns)} "
+                raise SourceError(f"{self.live_label}: {key} columns changed from {list(old.columns)} "
                                   f"to {list(new.columns)}; run cbi-fetch --refresh")
             frame = pd.concat([old[old.index < new.index[0]], new])
             new_rows = int((new.index > old.index[-1]).sum())
@@ -156,8 +167,8 @@ class LiveSource(SourceBase):
     def _clip(self, frame: pd.DataFrame, key: str) -> pd.DataFrame:
         frame = frame[frame.index >= pd.Timestamp(self.start)]
         frame = frame.astype(float)
-        check_series(frame, f"{self.label} [{key}]")
+        check_series(frame, f"{self.live_label} [{key}]")
         return frame
 
     def _result(self, key: str, action: str, frame: pd.DataFrame, new: int = 0) -> FetchResult:
-        return FetchResult(self.label, key, action, len(frame), frame.index[0], frame.index[-1], new)
+        return FetchResult(self.live_label, key, action, len(frame), frame.index[0], frame.index[-1], new)

@@ -65,7 +65,7 @@ class WeatherSource(LiveSource):
     cache_folder: ClassVar[str] = "ghcnd"
 
     @property
-    def label(self) -> str:
+    def live_label(self) -> str:
         return "ghcnd " + ",".join(self.stations)
 
     def cache_keys(self) -> list[str]:

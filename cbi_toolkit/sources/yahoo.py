@@ -43,7 +43,7 @@ class YahooSource(LiveSource):
     cache_folder: ClassVar[str] = "yahoo"
 
     @property
-    def label(self) -> str:
+    def live_label(self) -> str:
         return f"yahoo {self.ticker}"
 
     def cache_keys(self) -> list[str]:
@@ -59,13 +59,13 @@ class YahooSource(LiveSource):
             hi = min(lo + pd.DateOffset(years=self.chunk_years), end)
             params = {"period1": str(int(lo.timestamp())), "period2": str(int(hi.timestamp())),
                       "interval": "1d", "events": "div,split", "includeAdjustedClose": "true"}
-            body = http.get(url, self.label, params=params, expect="json")
-            chunk = parse_chart(body, self.label)
+            body = http.get(url, self.live_label, params=params, expect="json")
+            chunk = parse_chart(body, self.live_label)
             if chunk is not None:
                 parts.append(chunk)
             lo = hi
         if not parts:
-            raise SourceError(f"{self.label}: Yahoo returned no bars from {start:%Y-%m-%d}; "
+            raise SourceError(f"{self.live_label}: Yahoo returned no bars from {start:%Y-%m-%d}; "
                               "check the ticker")
         frame = pd.concat(parts)
         frame = frame[~frame.index.duplicated(keep="last")].sort_index()
