@@ -81,7 +81,7 @@ class LastStepRidge(_Baseline):
             raise ValueError("X contains NaN or infinite features at the origins")
         self.ridge_ = Ridge(alpha=self.alpha).fit(Z, y)
         self.n_features_in_ = Z.shape[1]
-        self._fit_sigma(y - self.ridge_.predict(Z))
+        self._fit_sigma(y - self.ridge_.predict(Z).reshape(y.shape))
         return self
 
     def predict(self, X) -> np.ndarray:
