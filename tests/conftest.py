@@ -23,3 +23,59 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def specs_dir() -> Path:
     return SPECS
+
+
+# -- live sources: a local HTTP server stands in for the providers ---------------
+
+@pytest.fixture
+def live(httpserver, tmp_path, monkeypatch):
+    """Point every live source at the local ``httpserver`` (paths /yahoo, /fred,
+    /fred-api, /cftc, /ghcnd, /ghcnd-csv), use a fresh cache, retry without waiting."""
+    from types import SimpleNamespace
+
+    from cbi_toolkit.sources.base import SourceContext
+
+    for env, path in [("CBI_YAHOO_BASE_URL", "/yahoo"), ("CBI_FRED_CSV_URL", "/fred"),
+                      ("CBI_FRED_API_URL", "/fred-api"), ("CBI_CFTC_BASE_URL", "/cftc"),
+                      ("CBI_GHCND_DLY_URL", "/ghcnd"), ("CBI_GHCND_CSV_URL", "/ghcnd-csv")]:
+        monkeypatch.setenv(env, httpserver.url_for(path))
+    monkeypatch.setenv("CBI_HTTP_BACKOFF", "0")
+    monkeypatch.setenv("CBI_HTTP_RETRIES", "3")
+    monkeypatch.setenv("CBI_HTTP_TIMEOUT", "10")
+    monkeypatch.delenv("FRED_API_KEY", raising=False)
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CBI_CACHE_DIR", str(cache))
+    return SimpleNamespace(server=httpserver, cache=cache, ctx=SourceContext(cache_dir=cache))
+
+
+@pytest.fixture
+def truncating_server():
+    """A server that announces ``Content-Length`` of the whole payload, sends only
+    the first ``cut`` bytes and closes: a real partial download. Returns ``serve(payload, cut) -> url``."""
+    import http.server
+    import threading
+
+    servers = []
+
+    def serve(payload: bytes, cut: int) -> str:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield serve
+    for srv in servers:
+        srv.shutdown()
+        srv.server_close()

@@ -44,6 +44,21 @@ def redact(text: str) -> str:
     return text.replace(key, "***") if key else text
 
 
+class _RedactFilter(logging.Filter):
+    """Masks secrets in records of the loggers that print request URLs (urllib3 at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        masked = redact(msg)
+        if masked != msg:
+            record.msg, record.args = masked, ()
+        return True
+
+
+for _name in ("urllib3.connectionpool", "requests", __name__):
+    logging.getLogger(_name).addFilter(_RedactFilter())
+
+
 def _setting(name: str, default: float) -> float:
     value = os.environ.get(name)
     try:
