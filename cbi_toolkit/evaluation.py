@@ -15,7 +15,11 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.model_selection import TimeSeriesSplit
 
+from cbi_toolkit.targets import HORIZONS
+
 LEVELS = (0.80, 0.95)
+#: Display order: the model first, then the baselines.
+MODEL_ORDER = ("model", "random_walk", "drift", "ridge")
 
 
 def walk_forward(spec, n_samples: int | None = None) -> TimeSeriesSplit:
@@ -157,7 +161,12 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
     out = folds.groupby(["horizon", "model"], sort=False).agg(agg)
     out["mase_std"] = folds.groupby(["horizon", "model"], sort=False)["mase"].std()
     out["folds"] = folds.groupby(["horizon", "model"], sort=False)["fold"].nunique()
-    return out.reset_index()
+    out = out.reset_index()
+    order = {name: i for i, name in enumerate(MODEL_ORDER)}
+    out["_order"] = out["model"].map(lambda m: order.get(m, len(order)))
+    out["_h"] = out["horizon"].map(HORIZONS)
+    return out.sort_values(["_h", "_order", "model"]).drop(columns=["_order", "_h"]) \
+        .reset_index(drop=True)
 
 
 def format_table(summary: pd.DataFrame, horizon: str) -> str:

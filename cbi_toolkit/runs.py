@@ -63,12 +63,13 @@ def prepare(spec: Spec, data_dir: str | None) -> tuple[DataReport, Samples]:
 
 def run_cli(spec: Spec, args: argparse.Namespace) -> int:
     report, samples = prepare(spec, args.data_dir)
-    print(data_summary(spec, report, samples))
+    text = data_summary(spec, report, samples)
+    print(text)
     if args.stage in ("data", "features"):
         return 0
     from cbi_toolkit.forecast_run import run_spec
 
-    return run_spec(spec, samples, args)
+    return run_spec(spec, samples, args, text)
 
 
 def predict_cli(args: argparse.Namespace) -> int:

@@ -1,0 +1,64 @@
+"""Saving and loading a fitted pipeline and its run folder, without pickle.
+
+``model/`` holds the regressor (safetensors weights + JSON, see
+`save_regressor`), the scaler's statistics as JSON and a manifest with the
+sha256 of every file; loading refuses any file whose checksum differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.pipeline import Pipeline
+
+from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.features.windows import WindowScaler
+from cbi_toolkit.models.regressor import load_regressor, save_regressor
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_pipeline(pipe: Pipeline, directory: Path, meta: dict[str, Any]) -> Path:
+    """Write the fitted scaler + regressor and ``meta`` (JSON-able) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scaler: WindowScaler = pipe.named_steps["scale"]
+    (directory / "scaler.json").write_text(json.dumps({
+        "clip": scaler.clip, "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+    }))
+    save_regressor(pipe.named_steps["net"], directory / "net")
+    (directory / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {str(p.relative_to(directory)): sha256_file(p) for p in files}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return directory
+
+
+def load_pipeline(directory: Path, device: str | None = "cpu") -> tuple[Pipeline, dict[str, Any]]:
+    """The fitted pipeline and its meta; refuses missing or altered files."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{directory}: no {MANIFEST}; not a saved model (or incomplete)")
+    manifest = json.loads(manifest_path.read_text())
+    for name, digest in manifest.items():
+        path = directory / name
+        if not path.is_file():
+            raise ArtifactError(f"{path}: missing from the saved model")
+        if sha256_file(path) != digest:
+            raise ArtifactError(f"{path}: checksum differs from {manifest_path}; the file was "
+                                "changed or corrupted; retrain or restore it")
+    stats = json.loads((directory / "scaler.json").read_text())
+    scaler = WindowScaler(clip=stats["clip"])
+    scaler.mean_ = np.asarray(stats["mean"])
+    scaler.scale_ = np.asarray(stats["scale"])
+    scaler.n_features_in_ = len(scaler.mean_)
+    net = load_regressor(directory / "net", device=device)
+    meta = json.loads((directory / "meta.json").read_text())
+    return Pipeline([("scale", scaler), ("net", net)]), meta

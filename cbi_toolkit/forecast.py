@@ -1,0 +1,48 @@
+"""Forecasts with intervals from the newest origin, in the sink's row format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cbi_toolkit.evaluation import LEVELS, FoldPrediction, conformal_scale, interval
+from cbi_toolkit.targets import HORIZONS
+
+
+def conformal_scales(preds: list[FoldPrediction], model: str) -> dict[str, dict[float, float]]:
+    """Per horizon and level, the conformal scale from the model's walk-forward
+    out-of-sample residuals (all folds)."""
+    out: dict[str, dict[float, float]] = {}
+    for horizon in sorted({p.horizon for p in preds if p.model == model}):
+        mine = [p for p in preds if p.model == model and p.horizon == horizon]
+        y, mu, sigma = (np.concatenate([getattr(p, a) for p in mine]) for a in ("y", "mu", "sigma"))
+        out[horizon] = {level: conformal_scale(y, mu, sigma, level) for level in LEVELS}
+    return out
+
+
+def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: np.ndarray,
+                   sigma: np.ndarray, method: str, scales: dict[str, dict[float, float]] | None,
+                   model_version: str, run_id: str, created_at: pd.Timestamp) -> pd.DataFrame:
+    """One row per horizon: target date, predicted price, 80%/95% bounds, sigma.
+
+    ``mu`` and ``sigma`` are the forward log return's mean and std at ``origin``;
+    prices are P·exp(mu) and P·exp(mu ± q·sigma), with q Gaussian or conformal.
+    Target dates count business days (exchange holidays are not known ahead).
+    """
+    rows = []
+    for j, horizon in enumerate(horizons):
+        row = {
+            "origin_date": origin.date(), "horizon": horizon,
+            "target_date": (origin + pd.offsets.BDay(HORIZONS[horizon])).date(),
+            "predicted_price": float(price * np.exp(mu[j])),
+        }
+        for level in LEVELS:
+            scale = scales[horizon][level] if method == "conformal" and scales else None
+            lo, hi = interval(np.asarray(mu[j]), np.asarray(sigma[j]), level, scale)
+            pct = int(round(level * 100))
+            row[f"lower_{pct}"] = float(price * np.exp(lo))
+            row[f"upper_{pct}"] = float(price * np.exp(hi))
+        row.update(sigma=float(sigma[j]), model_version=model_version, run_id=run_id,
+                   created_at=created_at)
+        rows.append(row)
+    return pd.DataFrame(rows)
