@@ -95,8 +95,7 @@ class WeatherSource(LiveSource):
         z = [self._prcp_z(f["prcp_mm"]) for f in per.values()]
         out["prcp_z"] = pd.concat(z, axis=1).mean(axis=1)
         frame = pd.DataFrame(out, index=days)
-        frame = frame[frame.index >= pd.Timestamp(self.start)]
-        return frame.dropna(how="all", subset=list(ELEMENTS.values()))
+        return frame[frame.index >= pd.Timestamp(self.start)]
 
     def _gdd(self, f: pd.DataFrame) -> pd.Series:
         tmax = f["tmax_c"].clip(upper=self.gdd_cap)
