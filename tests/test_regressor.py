@@ -108,8 +108,10 @@ def test_clone_and_nested_params(spec):
 def test_pipeline_fit_predict(data):
     X, y = data
     pipe = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
-    pipe.set_params(net__module__attention=False, net__max_epochs=1)
+    pipe.set_params(net__module__attention=False, net__max_epochs=1, net__device="auto")
     assert pipe.fit(X, y).predict(X[-3:]).shape == (3, 2)
+    net = pipe.named_steps["net"]
+    assert net.device == "auto" and net.device_.type in ("cpu", "cuda", "mps")
 
 
 def test_save_load_round_trip(fitted, data, tmp_path):
@@ -162,3 +164,16 @@ def test_early_stopping_restores_best_weights(data):
     loss = reg.criterion_((torch.as_tensor(mu), torch.as_tensor(sigma)), y_tail,
                           scale=reg.module_.target_scale)
     assert float(loss) == pytest.approx(valid[best], rel=1e-4)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_fits_on_cpu(data, precision):
+    from cbi_toolkit.models.device import cpu_supports_bf16
+
+    if precision == "bf16" and not cpu_supports_bf16():
+        pytest.skip("this CPU has no bf16 support")
+    X, y = data
+    reg = ForecastRegressor(**{**TINY, "max_epochs": 1}, precision=precision).fit(X, y)
+    assert reg.precision_ == precision
+    mu, sigma = reg.predict_dist(X[:4])
+    assert mu.dtype == np.float32 and np.isfinite(mu).all() and (sigma > 0).all()
