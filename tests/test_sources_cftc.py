@@ -191,3 +191,12 @@ def test_corrupted_cache_is_refetched(live, year_2021, raw, monkeypatch):
     monkeypatch.setattr(cftc, "_MEMO", {})
     pd.testing.assert_frame_equal(source().load(live.ctx), expected(raw))
     assert year_2021.asked == ["fut_disagg_txt_2021.zip"] * 2
+
+
+def test_unquoted_code_is_refused_with_a_hint():
+    from cbi_toolkit.errors import SpecError
+    from cbi_toolkit.spec import validate_spec
+
+    with pytest.raises(SpecError, match="must be quoted"):
+        validate_spec({"name": "t", "target": "x", "data": [
+            {"kind": "cftc", "markets": {"zl": 7601}, "columns": {"zl_mm_net": "x"}}]})

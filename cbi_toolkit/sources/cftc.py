@@ -97,6 +97,16 @@ class CftcSource(LiveSource):
     cache_folder: ClassVar[str] = "cftc"
     overlap_days: ClassVar[int] = 21
 
+    @field_validator("markets", mode="before")
+    @classmethod
+    def _quoted(cls, markets: Any) -> Any:
+        if isinstance(markets, dict):
+            for alias, code in markets.items():
+                if not isinstance(code, str):
+                    raise ValueError(f"markets: {alias}: code {code!r} must be quoted in YAML "
+                                     "(\"007601\"); unquoted, leading zeros are lost")
+        return markets
+
     @field_validator("markets")
     @classmethod
     def _codes(cls, markets: dict[str, str]) -> dict[str, str]:
