@@ -45,6 +45,9 @@ def check_batch(forecasts: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in PREDICTION_SCHEMA if c not in forecasts.columns]
     if missing:
         raise SinkError(f"forecast batch lacks column(s) {missing}; expected {list(PREDICTION_SCHEMA)}")
+    nulls = [c for c in PREDICTION_KEY if forecasts[c].isna().any()]
+    if nulls:
+        raise SinkError(f"forecast batch has null values in key column(s) {nulls}")
     out = forecasts[list(PREDICTION_SCHEMA)].copy()
     for col, kind in PREDICTION_SCHEMA.items():
         if kind == "DATE":
