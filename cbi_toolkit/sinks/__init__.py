@@ -11,4 +11,8 @@ def make_sink(config) -> Sink:
         from cbi_toolkit.sinks.duckdb import DuckDBSink
 
         return DuckDBSink(config.path, config.table, config.view)
+    if config.kind == "bigquery":
+        from cbi_toolkit.sinks.bigquery import BigQuerySink
+
+        return BigQuerySink(config)
     raise ValueError(f"unknown sink kind {config.kind!r}")

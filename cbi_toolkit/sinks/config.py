@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from cbi_toolkit.sinks.bigquery import BigQuerySinkConfig
 
 
 class DuckDBSinkConfig(BaseModel):
@@ -19,4 +21,4 @@ class DuckDBSinkConfig(BaseModel):
 
 
 # New sink kinds join this union (use Annotated[A | B, Field(discriminator="kind")]).
-SinkConfig = DuckDBSinkConfig
+SinkConfig = Annotated[DuckDBSinkConfig | BigQuerySinkConfig, Field(discriminator="kind")]

@@ -1,0 +1,446 @@
+"""The production sink: a BigQuery ``predictions`` table and ``latest_predictions`` view.
+
+A write loads the batch into a staging table (a Parquet load job), applies it with
+one ``MERGE`` keyed on (origin_date, horizon, model_version), then drops the staging
+table. A failed load or MERGE leaves ``predictions`` as it was. Credentials come from
+the standard Google auth chain only; with ``api_endpoint`` set (an emulator) and no
+credentials found, anonymous credentials are used. The ``google-cloud-bigquery``
+import is deferred to first use so that loading a spec stays fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cbi_toolkit import bq_identifiers as ids
+from cbi_toolkit.errors import CbiError, SinkError
+from cbi_toolkit.sinks.base import PREDICTION_KEY, PREDICTION_SCHEMA, check_batch
+
+if TYPE_CHECKING:
+    from google.cloud import bigquery
+
+#: API type names BigQuery reports -> the names PREDICTION_SCHEMA uses.
+_TYPE_ALIASES = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}
+_SCOPES = ["https://www.googleapis.com/auth/bigquery"]
+
+
+class BigQuerySinkConfig(BaseModel):
+    """``sink: {kind: bigquery, project, dataset, table, view, location, api_endpoint}``.
+
+    Credentials are never part of the spec: they come from application default
+    credentials (``gcloud auth application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS``,
+    the metadata server). ``api_endpoint`` points the client at an emulator or a private
+    endpoint; ``retry_deadline_s`` bounds the retries of transient errors (5xx, 429,
+    network) per call.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["bigquery"] = "bigquery"
+    project: str
+    dataset: str
+    table: str = "predictions"
+    view: str = "latest_predictions"
+    location: str = "US"
+    api_endpoint: str | None = None
+    retry_deadline_s: float = Field(30.0, gt=0, le=600)
+    job_timeout_s: float = Field(600.0, gt=0, le=6 * 3600)
+
+    @field_validator("project", "dataset", "table", "view", "location")
+    @classmethod
+    def _identifier(cls, value: str, info) -> str:
+        return ids.check(info.field_name, value)
+
+    @field_validator("api_endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(f"api_endpoint {value!r} must be an http(s) URL")
+        return value
+
+
+def sink_from_url(url: str, base_config: BaseModel | None = None) -> BaseModel:
+    """The sink config a ``--sink`` URL names.
+
+    ``bigquery://PROJECT/DATASET[/TABLE][?location=EU&view=V&api_endpoint=URL]`` gives a
+    BigQuerySinkConfig; table, view, location, api_endpoint and the deadlines not in the
+    URL come from ``base_config`` when it is a BigQuery sink, else the defaults.
+    ``duckdb:PATH`` (or ``duckdb:///abs/path``) gives a DuckDB sink at PATH.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "duckdb":
+        from cbi_toolkit.sinks.config import DuckDBSinkConfig
+
+        path = (parts.netloc + parts.path) if parts.netloc else parts.path
+        if not path:
+            raise SinkError(f"--sink {url!r}: no path; use duckdb:runs/forecasts.duckdb")
+        keep = base_config.model_dump(include={"table", "view"}) \
+            if getattr(base_config, "kind", None) == "duckdb" else {}
+        return DuckDBSinkConfig(**{**keep, "path": path})
+    if parts.scheme != "bigquery":
+        raise SinkError(f"--sink {url!r}: unknown scheme; use bigquery://PROJECT/DATASET "
+                        "or duckdb:PATH")
+    segments = [s for s in parts.path.split("/") if s]
+    if not parts.netloc or len(segments) not in (1, 2):
+        raise SinkError(f"--sink {url!r}: expected bigquery://PROJECT/DATASET[/TABLE]")
+    fields: dict = {}
+    if isinstance(base_config, BigQuerySinkConfig):
+        fields = base_config.model_dump(exclude={"kind", "project", "dataset"})
+    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
+    allowed = {"table", "view", "location", "api_endpoint", "retry_deadline_s", "job_timeout_s"}
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise SinkError(f"--sink {url!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
+    fields.update({key: values[-1] for key, values in query.items()})
+    fields.update(project=parts.netloc, dataset=segments[0])
+    if len(segments) == 2:
+        fields["table"] = segments[1]
+    try:
+        return BigQuerySinkConfig(**fields)
+    except ValueError as exc:  # pydantic.ValidationError
+        first = str(exc).splitlines()
+        raise SinkError(f"--sink {url!r}: {first[2].strip() if len(first) > 2 else first[0]}") \
+            from None
+
+
+# --- the client, its retries and its errors (shared with the BigQuery source) ---------------
+
+
+def retry_policy(deadline_s: float):
+    """The client's default retry predicate (5xx, 429 rate limits, network) with a bounded
+    deadline instead of the default ten minutes."""
+    from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_deadline(deadline_s).with_delay(
+        initial=0.25, maximum=min(4.0, deadline_s), multiplier=2.0)
+
+
+def make_client(project: str, location: str | None, api_endpoint: str | None, error: type,
+                label: str) -> bigquery.Client:
+    """A client with credentials from the standard auth chain (anonymous for an emulator)."""
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+    from google.cloud import bigquery
+
+    try:
+        credentials, _ = google.auth.default(scopes=_SCOPES)
+    except DefaultCredentialsError:
+        if not api_endpoint:
+            raise error(f"{label}: no Google credentials found; run `gcloud auth "
+                        "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a "
+                        "service-account key file") from None
+        from google.auth.credentials import AnonymousCredentials
+
+        credentials = AnonymousCredentials()
+    options = {"api_endpoint": api_endpoint} if api_endpoint else None
+    return bigquery.Client(project=project, credentials=credentials, location=location,
+                           client_options=options)
+
+
+def explain(exc: BaseException, endpoint: str | None) -> tuple[str, str]:
+    """(what went wrong, what to do) for a client exception, each one line."""
+    from google.api_core import exceptions as gexc
+    from google.auth import exceptions as auth_exc
+
+    where = endpoint or "BigQuery"
+    if isinstance(exc, gexc.RetryError):
+        cause = exc.cause if exc.cause is not None else exc
+        what = _first_line(cause)
+        return (f"gave up after retrying ({what})",
+                f"check the network and that {where} is reachable, then run again")
+    if isinstance(exc, auth_exc.RefreshError):
+        return (f"credentials rejected ({_first_line(exc)})",
+                "run `gcloud auth application-default login` or renew the service-account key")
+    if isinstance(exc, auth_exc.GoogleAuthError):
+        return (f"credentials problem ({_first_line(exc)})",
+                "check GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default "
+                "login`")
+    reason = ""
+    with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
+        reason = exc.errors[0]["reason"]
+    message = _first_line(exc)
+    if isinstance(exc, gexc.TooManyRequests) or reason in ("quotaExceeded", "rateLimitExceeded"):
+        return (f"quota or rate limit exceeded ({message})",
+                "wait and run again, or raise the project's BigQuery quota")
+    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
+        return (f"permission denied ({message})",
+                "grant the credentials roles/bigquery.dataEditor on the dataset and "
+                "roles/bigquery.jobUser on the project (see docs/bigquery.md)")
+    if isinstance(exc, gexc.NotFound) and "location" in message.lower():
+        return (f"not found in this location ({message})",
+                "set the spec's location to the dataset's location")
+    if isinstance(exc, gexc.NotFound):
+        return (f"not found ({message})", "check project, dataset and table names")
+    if isinstance(exc, gexc.GoogleAPICallError):
+        return (message, "fix the cause named above and run again")
+    if isinstance(exc, ConnectionError | TimeoutError | OSError):
+        return (f"cannot reach {where} ({message})", "check the network and the endpoint")
+    import requests
+
+    if isinstance(exc, requests.exceptions.RequestException):
+        return (f"cannot reach {where} ({message})", "check the network and the endpoint")
+    return (message, "fix the cause named above and run again")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _is_client_error(exc: BaseException) -> bool:
+    import requests
+    from google.api_core.exceptions import GoogleAPIError
+    from google.auth.exceptions import GoogleAuthError
+
+    return isinstance(exc, GoogleAPIError | GoogleAuthError | ConnectionError | TimeoutError
+                      | requests.exceptions.RequestException)
+
+
+@contextlib.contextmanager
+def translated(error: type, label: str, endpoint: str | None, hint: str = "") -> Iterator[None]:
+    """Turn client and network exceptions into a one-line ``error`` naming ``label``."""
+    try:
+        yield
+    except CbiError:
+        raise
+    except Exception as exc:
+        if not _is_client_error(exc):
+            raise
+        what, todo = explain(exc, endpoint)
+        raise error(f"{label}: {what}; {todo}{hint}") from None
+
+
+# --- the sink ------------------------------------------------------------------------------
+
+
+def _api_type(kind: str) -> str:
+    return _TYPE_ALIASES.get(kind.upper(), kind.upper())
+
+
+class BigQuerySink:
+    """Upserts forecasts into ``project.dataset.table`` keyed on PREDICTION_KEY."""
+
+    def __init__(self, config: BigQuerySinkConfig):
+        self.config = config
+        self._client_: bigquery.Client | None = None
+
+    # names
+    @property
+    def label(self) -> str:
+        c = self.config
+        return f"bigquery sink {c.project}.{c.dataset}.{c.table}"
+
+    def _path(self, name: str) -> str:
+        return ids.quote(self.config.project, self.config.dataset, name)
+
+    def _ref(self, name: str) -> str:
+        return f"{self.config.project}.{self.config.dataset}.{name}"
+
+    # client plumbing
+    def _client(self) -> bigquery.Client:
+        if self._client_ is None:
+            c = self.config
+            self._client_ = make_client(c.project, c.location, c.api_endpoint, SinkError,
+                                        self.label)
+        return self._client_
+
+    @property
+    def _retry(self):
+        return retry_policy(self.config.retry_deadline_s)
+
+    def _errors(self, hint: str = ""):
+        return translated(SinkError, self.label, self.config.api_endpoint, hint)
+
+    def _run(self, sql: str, params: list | None = None):
+        from google.cloud import bigquery
+
+        # job_retry=None: the client's job re-insert retry has its own ten-minute deadline
+        # that would wrap ours; API calls still retry transient errors within the deadline.
+        job = self._client().query(
+            sql, job_config=bigquery.QueryJobConfig(query_parameters=params or []),
+            retry=self._retry, job_retry=None, timeout=self.config.retry_deadline_s)
+        return job.result(retry=self._retry, timeout=self.config.job_timeout_s)
+
+    # schema
+    @staticmethod
+    def schema() -> list:
+        from google.cloud import bigquery
+
+        return [bigquery.SchemaField(name, kind,
+                                     mode="REQUIRED" if name in PREDICTION_KEY else "NULLABLE")
+                for name, kind in PREDICTION_SCHEMA.items()]
+
+    def view_sql(self) -> str:
+        cols = ", ".join(PREDICTION_SCHEMA)
+        return (f"CREATE OR REPLACE VIEW {self._path(self.config.view)} AS\n"
+                f"SELECT {cols}\nFROM {self._path(self.config.table)}\nWHERE TRUE\n"
+                "QUALIFY ROW_NUMBER() OVER (\n"
+                "  PARTITION BY horizon ORDER BY origin_date DESC, created_at DESC) = 1")
+
+    def merge_sql(self, staging: str) -> str:
+        cols = list(PREDICTION_SCHEMA)
+        on = " AND ".join(f"T.{k} = S.{k}" for k in PREDICTION_KEY)
+        updates = ", ".join(f"{c} = S.{c}" for c in cols if c not in PREDICTION_KEY)
+        return (f"MERGE {self._path(self.config.table)} AS T\n"
+                f"USING {self._path(staging)} AS S\nON {on}\n"
+                f"WHEN MATCHED THEN UPDATE SET {updates}\n"
+                f"WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}) "
+                f"VALUES ({', '.join('S.' + c for c in cols)})")
+
+    def ensure(self) -> None:
+        """Create the dataset, table and view when missing; check an existing table."""
+        with self._errors():
+            self._ensure_dataset()
+            self._ensure_table()
+            self._ensure_view()
+
+    def _ensure_dataset(self) -> None:
+        from google.api_core.exceptions import NotFound
+        from google.cloud import bigquery
+
+        client, c = self._client(), self.config
+        ref = f"{c.project}.{c.dataset}"
+        try:
+            dataset = client.get_dataset(ref, retry=self._retry, timeout=c.retry_deadline_s)
+        except NotFound:
+            dataset = bigquery.Dataset(ref)
+            dataset.location = c.location
+            client.create_dataset(dataset, exists_ok=True, retry=self._retry,
+                                  timeout=c.retry_deadline_s)
+            return
+        if dataset.location and dataset.location.lower() != c.location.lower():
+            raise SinkError(f"{self.label}: dataset {ref} is in location {dataset.location}, "
+                            f"the spec says {c.location}; set the sink's location: "
+                            f"{dataset.location} or use another dataset")
+
+    def _ensure_table(self) -> None:
+        from google.api_core.exceptions import BadRequest, NotFound
+        from google.cloud import bigquery
+
+        client, c = self._client(), self.config
+        try:
+            table = client.get_table(self._ref(c.table), retry=self._retry,
+                                     timeout=c.retry_deadline_s)
+        except NotFound:
+            table = bigquery.Table(self._ref(c.table), schema=self.schema())
+            table.time_partitioning = bigquery.TimePartitioning(
+                type_=bigquery.TimePartitioningType.DAY, field="origin_date")
+            table.clustering_fields = ["horizon"]
+            try:
+                client.create_table(table, exists_ok=True, retry=self._retry,
+                                    timeout=c.retry_deadline_s)
+            except BadRequest as exc:  # a server without partitioning or clustering
+                if not any(w in str(exc).lower() for w in ("partition", "cluster")):
+                    raise
+                client.create_table(bigquery.Table(self._ref(c.table), schema=self.schema()),
+                                    exists_ok=True, retry=self._retry, timeout=c.retry_deadline_s)
+            return
+        self._check_schema(table)
+
+    def _check_schema(self, table) -> None:
+        have = {f.name: _api_type(f.field_type) for f in table.schema}
+        problems = []
+        for name, kind in PREDICTION_SCHEMA.items():
+            if name not in have:
+                problems.append(f"{name} missing")
+            elif have[name] != kind:
+                problems.append(f"{name} is {have[name]}, expected {kind}")
+        required = [f.name for f in table.schema
+                    if f.mode == "REQUIRED" and f.name not in PREDICTION_SCHEMA]
+        problems += [f"extra REQUIRED column {name}" for name in required]
+        if problems:
+            raise SinkError(f"{self.label}: the existing table has an incompatible schema "
+                            f"({'; '.join(problems)}); point the sink at a new table "
+                            "(sink.table) or migrate this one (see docs/bigquery.md)")
+
+    def _ensure_view(self) -> None:
+        from google.api_core.exceptions import NotFound
+
+        try:
+            self._client().get_table(self._ref(self.config.view), retry=self._retry,
+                                     timeout=self.config.retry_deadline_s)
+        except NotFound:
+            self._run(self.view_sql())
+
+    # writing
+    def write(self, forecasts: pd.DataFrame) -> int:
+        """Upsert the batch: all of it or, on any error, none of it."""
+        batch = check_batch(forecasts)
+        if batch.empty:
+            return 0
+        keep = "; the forecasts stay in the run folder, write them again once fixed"
+        with self._errors(keep):
+            self._ensure_dataset()
+            self._ensure_table()
+            self._ensure_view()
+            staging = f"{self.config.table}_staging_{uuid.uuid4().hex[:12]}"
+            try:
+                self._load(batch, staging)
+                self._run(self.merge_sql(staging))
+            finally:
+                with contextlib.suppress(Exception):  # it expires within a day regardless
+                    self._client().delete_table(self._ref(staging), not_found_ok=True,
+                                                retry=retry_policy(5.0), timeout=5.0)
+        return len(batch)
+
+    def _load(self, batch: pd.DataFrame, staging: str) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+        from google.cloud import bigquery
+
+        client, c = self._client(), self.config
+        table = bigquery.Table(self._ref(staging), schema=self.schema())
+        table.expires = dt.datetime.now(dt.UTC) + dt.timedelta(days=1)
+        client.create_table(table, retry=self._retry, timeout=c.retry_deadline_s)
+        arrow = pa.Table.from_pandas(batch, schema=_arrow_schema(), preserve_index=False)
+        buffer = io.BytesIO()
+        pq.write_table(arrow, buffer)
+        buffer.seek(0)
+        config = bigquery.LoadJobConfig(source_format=bigquery.SourceFormat.PARQUET,
+                                        schema=self.schema(),
+                                        write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
+        # No size: a resumable upload (emulators refuse the multipart form); few retries.
+        job = client.load_table_from_file(buffer, self._ref(staging), job_config=config,
+                                          num_retries=3, timeout=c.retry_deadline_s)
+        job.result(retry=self._retry, timeout=c.job_timeout_s)
+
+    # reading
+    def read_latest(self) -> pd.DataFrame:
+        """The view: the newest forecast per horizon."""
+        cols = ", ".join(PREDICTION_SCHEMA)
+        return self._read(f"SELECT {cols} FROM {self._path(self.config.view)} ORDER BY horizon")
+
+    def read_all(self, model_version: str | None = None) -> pd.DataFrame:
+        """Every row of the table, optionally of one model version."""
+        from google.cloud import bigquery
+
+        cols = ", ".join(PREDICTION_SCHEMA)
+        sql = f"SELECT {cols} FROM {self._path(self.config.table)}"
+        params = []
+        if model_version is not None:
+            sql += " WHERE model_version = @model_version"
+            params = [bigquery.ScalarQueryParameter("model_version", "STRING", model_version)]
+        return self._read(sql + " ORDER BY origin_date, horizon, model_version", params)
+
+    def _read(self, sql: str, params: list | None = None) -> pd.DataFrame:
+        with self._errors():
+            rows = self._run(sql, params)
+            return rows.to_arrow(create_bqstorage_client=False).to_pandas()
+
+
+def _arrow_schema():
+    import pyarrow as pa
+
+    types = {"DATE": pa.date32(), "STRING": pa.string(), "FLOAT64": pa.float64(),
+             "TIMESTAMP": pa.timestamp("us", tz="UTC")}
+    return pa.schema([pa.field(name, types[kind], nullable=name not in PREDICTION_KEY)
+                      for name, kind in PREDICTION_SCHEMA.items()])
