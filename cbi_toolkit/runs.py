@@ -56,6 +56,9 @@ def prepare(spec: Spec, data_dir: str | None) -> tuple[DataReport, Samples]:
     if ctx.data_dir is None and any(src.kind == "file" for src in spec.data):
         raise DataError("no data directory: pass --data-dir, set CBI_DATA_DIR, or place the "
                         "snapshot at ../shared/data beside the checkout")
+    from cbi_toolkit.fetch import ensure_cached
+
+    ensure_cached(spec, ctx, progress=log.info)  # live series without a file: fetched or refreshed
     report = DataReport()
     _, samples = load_samples(spec, ctx, report)
     return report, samples

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cbi_toolkit.errors import SpecError
 from cbi_toolkit.features.registry import FEATURES, validate_feature_params
-from cbi_toolkit.sinks.config import SinkConfig
+from cbi_toolkit.sinks.config import DuckDBSinkConfig, SinkConfig
 from cbi_toolkit.sources.config import SourceConfig
 from cbi_toolkit.targets import HORIZONS
 
@@ -110,7 +110,7 @@ class Spec(_Strict):
     validation: ValidationConfig = ValidationConfig()
     forecast: ForecastConfig = ForecastConfig()
     gate: GateConfig = GateConfig()
-    sink: SinkConfig = Field(default_factory=lambda: SinkConfig())
+    sink: SinkConfig = Field(default_factory=DuckDBSinkConfig)
     runs_dir: str = "runs"
 
     @field_validator("horizons")
@@ -123,13 +123,19 @@ class Spec(_Strict):
             raise ValueError(f"duplicate horizons in {horizons}")
         return sorted(horizons, key=HORIZONS.__getitem__)
 
-    @field_validator("features")
+    @field_validator("features", mode="before")
     @classmethod
-    def _known_features(cls, items: list[FeatureItem]) -> list[FeatureItem]:
+    def _known_features(cls, items: Any) -> Any:
+        if not isinstance(items, list):
+            return items  # the type check reports it
         seen = set()
         for i, item in enumerate(items):
-            if isinstance(item, dict) and len(item) != 1:
-                raise ValueError(f"item {i}: a feature is a name or a one-key mapping name: params")
+            shape_ok = isinstance(item, str) or (
+                isinstance(item, dict) and len(item) == 1
+                and isinstance(next(iter(item.values())), dict | None))
+            if not shape_ok:
+                raise ValueError(f"item {i} ({item!r}): a feature is a name or a one-key mapping "
+                                 "name: {param: value}, e.g. rsi: {window: 14}")
             name = item if isinstance(item, str) else next(iter(item))
             if name not in FEATURES:
                 raise ValueError(f"unknown feature {name!r}{_did_you_mean(name, FEATURES)}; "
@@ -283,43 +289,70 @@ def _line_map(node: yaml.Node | None, prefix: tuple = ()) -> dict[tuple, int]:
 
 
 def _format_error(exc: ValidationError, source: str, lines: dict[tuple, int]) -> str:
-    err = exc.errors()[0]
-    loc = tuple(str(p) for p in err["loc"] if not _is_union_tag(p))
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
+    loc, model = _walk(err["loc"])
     key = ".".join(loc) or "(top level)"
     line = next((lines[loc[:i]] for i in range(len(loc), -1, -1) if loc[:i] in lines), None)
     where = f"{source}: {key}" + (f" (line {line})" if line else "")
     msg = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
-        allowed = _allowed_keys(loc[:-1])
+        allowed = list(getattr(model, "model_fields", {}))
         msg = f"unknown key {loc[-1]!r}{_did_you_mean(loc[-1], allowed)}"
         if allowed:
             msg += f"; allowed: {', '.join(allowed)}"
     elif err["type"] == "missing":
         msg = "required key is missing"
+    elif err["type"] == "union_tag_invalid":
+        msg = f"unknown kind {err['ctx']['tag']!r}; allowed: {err['ctx']['expected_tags']}"
     elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
         msg += f"; got {_short(err['input'])}"
-    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{where}: {msg}{more}"
 
 
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and ("[" in part or part in ("str", "dict[str,nullable[dict[str,any]]]"))
-
-
-def _allowed_keys(loc: tuple[str, ...]) -> list[str]:
+def _walk(raw_loc: tuple) -> tuple[tuple[str, ...], Any]:
+    """The key path of an error without pydantic's union tags, and the model
+    whose fields the last key belongs to."""
     model: Any = Spec
-    for part in loc:
-        field = getattr(model, "model_fields", {}).get(part)
-        if field is None:
-            if part.isdigit():
+    parent: Any = Spec
+    out: list[str] = []
+    for part in raw_loc:
+        members = _union_members(model)
+        if members and isinstance(part, str):
+            tagged = next((m for m in members if _kind(m) == part), None)
+            if tagged is not None:  # a discriminated union's tag, not a key
+                model = tagged
                 continue
-            return []
-        ann = field.annotation
-        model = next((a for a in (ann, *getattr(ann, "__args__", ()))
-                      if isinstance(a, type) and issubclass(a, BaseModel)), None)
-        if model is None:
-            return []
-    return list(getattr(model, "model_fields", {}))
+        out.append(str(part))
+        if isinstance(part, int):
+            continue
+        parent = model
+        field = getattr(model, "model_fields", {}).get(part)
+        model = _unwrap(field.annotation) if field is not None else None
+    return tuple(out), parent
+
+
+def _union_members(tp: Any) -> list[Any]:
+    args = getattr(tp, "__args__", ())
+    if getattr(tp, "__metadata__", None):  # Annotated[Union, Field(...)]
+        args = getattr(args[0], "__args__", ())
+    return [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+
+
+def _kind(model: type[BaseModel]) -> str | None:
+    field = model.model_fields.get("kind")
+    return field.default if field is not None else None
+
+
+def _unwrap(tp: Any) -> Any:
+    """list[X] -> X; Optional[Model] -> Model; anything else unchanged."""
+    if getattr(tp, "__origin__", None) is list:
+        return tp.__args__[0]
+    members = _union_members(tp)
+    if len(members) == 1 and not getattr(tp, "__metadata__", None):
+        return members[0]
+    return tp
 
 
 def _did_you_mean(word: str, options: Any) -> str:

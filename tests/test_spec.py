@@ -120,3 +120,18 @@ def test_cli_check_ok_and_bad(tmp_path, specs_dir, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Traceback" not in err
     assert "windw" in err and "did you mean 'window'" in err
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("data:\n  - kind: yahoo\n    tickr: ZL=F\n    columns: {close: zl}\n",
+     "data.0.tickr (line 4): unknown key 'tickr' (did you mean 'ticker'?)"),
+    ("data:\n  - kind: yahooo\n    columns: {close: zl}\n",
+     "data.0 (line 3): unknown kind 'yahooo'; allowed: 'file'"),
+    ("features:\n  - rsi: 3\n", "features (line 2): item 0 ({'rsi': 3}): a feature is a name"),
+    ("sink: {kind: duckdb, pth: x}\n", "sink.pth (line 2): unknown key 'pth' (did you mean 'path'?)"),
+])
+def test_errors_inside_unions_name_the_real_key(tmp_path, specs_dir, body, expected):
+    path = write(tmp_path, base(specs_dir) + body)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    assert str(err.value).startswith(f"{path}: {expected}")
