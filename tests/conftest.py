@@ -79,3 +79,54 @@ def truncating_server():
     for srv in servers:
         srv.shutdown()
         srv.server_close()
+
+
+# -- BigQuery: a real BigQuery REST server (bqemulator) in its own venv ----------
+
+BQ_PROJECT = "cbi-test"
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(tmp_path_factory):
+    """Start ``bqemulator`` (from .venv-bqemu, made by .ci/run) on a free port for the
+    session; yield its endpoint URL; stop it with SIGTERM."""
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    python = ROOT / ".venv-bqemu" / "bin" / "python"
+    if not python.exists():
+        pytest.fail(f"{python} is missing: run .ci/run (it creates .venv-bqemu and installs "
+                    "bqemulator, duckdb>=1.5 and numpy into it)", pytrace=False)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("bqemu") / "emulator.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [str(python), str(ROOT / "tests" / "bq_emulator_launcher.py"), "start",
+         "--rest-port", str(port), "--grpc-port", "0", "--project", BQ_PROJECT],
+        stdout=log, stderr=subprocess.STDOUT, cwd=log_path.parent)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/bigquery/v2/projects/{BQ_PROJECT}/datasets",
+                                        timeout=2):
+                break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                log.close()
+                pytest.fail(f"bqemulator did not start; its log:\n"
+                            f"{log_path.read_text(errors='replace')[-3000:]}", pytrace=False)
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Literal
@@ -133,11 +134,11 @@ def make_client(project: str, location: str | None, api_endpoint: str | None, er
 
     try:
         credentials, _ = google.auth.default(scopes=_SCOPES)
-    except DefaultCredentialsError:
+    except DefaultCredentialsError as exc:
         if not api_endpoint:
-            raise error(f"{label}: no Google credentials found; run `gcloud auth "
-                        "application-default login` or set GOOGLE_APPLICATION_CREDENTIALS to a "
-                        "service-account key file") from None
+            raise error(f"{label}: no usable Google credentials ({_first_line(exc)[:120]}); "
+                        "run `gcloud auth application-default login` or set "
+                        "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file") from None
         from google.auth.credentials import AnonymousCredentials
 
         credentials = AnonymousCredentials()
@@ -153,10 +154,11 @@ def explain(exc: BaseException, endpoint: str | None) -> tuple[str, str]:
 
     where = endpoint or "BigQuery"
     if isinstance(exc, gexc.RetryError):
-        cause = exc.cause if exc.cause is not None else exc
-        what = _first_line(cause)
-        return (f"gave up after retrying ({what})",
-                f"check the network and that {where} is reachable, then run again")
+        if exc.cause is None:
+            return (f"gave up after retrying ({_first_line(exc)})",
+                    f"check the network and that {where} is reachable, then run again")
+        what, todo = explain(exc.cause, endpoint)
+        return f"{what}, still failing when the retry deadline ran out", todo
     if isinstance(exc, auth_exc.RefreshError):
         return (f"credentials rejected ({_first_line(exc)})",
                 "run `gcloud auth application-default login` or renew the service-account key")
@@ -182,12 +184,13 @@ def explain(exc: BaseException, endpoint: str | None) -> tuple[str, str]:
         return (f"not found ({message})", "check project, dataset and table names")
     if isinstance(exc, gexc.GoogleAPICallError):
         return (message, "fix the cause named above and run again")
-    if isinstance(exc, ConnectionError | TimeoutError | OSError):
-        return (f"cannot reach {where} ({message})", "check the network and the endpoint")
     import requests
 
-    if isinstance(exc, requests.exceptions.RequestException):
-        return (f"cannot reach {where} ({message})", "check the network and the endpoint")
+    if isinstance(exc, ConnectionError | TimeoutError | requests.exceptions.RequestException):
+        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
+        detail = errno.group(1).strip() if errno else message
+        return (f"cannot reach {where} ({detail})",
+                f"check the network and that {where} is up, then run again")
     return (message, "fix the cause named above and run again")
 
 

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from cbi_toolkit.sources.bigquery import BigQuerySource
 from cbi_toolkit.sources.cftc import CftcSource
 from cbi_toolkit.sources.files import FileSource
 from cbi_toolkit.sources.fred import FredSource
@@ -14,7 +15,7 @@ from cbi_toolkit.sources.yahoo import YahooSource
 
 # New source kinds join this union.
 SourceConfig = Annotated[
-    FileSource | YahooSource | FredSource | CftcSource | WeatherSource,
+    FileSource | YahooSource | FredSource | CftcSource | WeatherSource | BigQuerySource,
     Field(discriminator="kind"),
 ]
 
