@@ -135,3 +135,26 @@ def test_errors_inside_unions_name_the_real_key(tmp_path, specs_dir, body, expec
     with pytest.raises(SpecError) as err:
         load_spec(path)
     assert str(err.value).startswith(f"{path}: {expected}")
+
+
+def test_every_spec_key_is_documented(specs_dir):
+    from pydantic import BaseModel
+
+    from cbi_toolkit.sinks.config import DuckDBSinkConfig
+    from cbi_toolkit.sources.files import FileSource
+    from cbi_toolkit.spec import Spec
+
+    doc = (specs_dir.parent / "docs" / "spec.md").read_text()
+    missing = []
+
+    def visit(model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            if f"`{name}`" not in doc and f".{name}`" not in doc and f"`{name}." not in doc:
+                missing.append(f"{model.__name__}.{name}")
+            ann = field.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                visit(ann)
+
+    for model in (Spec, FileSource, DuckDBSinkConfig):
+        visit(model)
+    assert not missing, f"undocumented spec keys in docs/spec.md: {missing}"
