@@ -56,3 +56,11 @@ def test_baselines_refuse_unknown_targets(samples):
     for model in (RandomWalk(), Drift(), LastStepRidge()):
         with pytest.raises(ValueError, match="NaN"):
             model.fit(train.X, y)
+
+
+def test_single_horizon_shapes(samples):
+    train, test = samples
+    y1 = train.y[:, :1]
+    for model in (RandomWalk(), Drift(), LastStepRidge()):
+        mu, sigma = model.fit(train.X, y1).predict_dist(test.X)
+        assert mu.shape == sigma.shape == (len(test), 1)
