@@ -55,10 +55,10 @@ def plot_coverage(summary: pd.DataFrame, path: Path, model: str = "model") -> Pa
     for nominal in (0.8, 0.95):
         ax.axhline(nominal, color="k", ls="--", lw=0.8)
     ax.set_xticks(x, rows["horizon"])
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.3)
     ax.set_ylabel("share of actuals inside")
     ax.set_title("interval coverage per horizon (dashed: nominal)")
-    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.legend(fontsize=7, ncol=4, loc="upper center")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
