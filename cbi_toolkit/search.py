@@ -439,6 +439,7 @@ class SearchResult:
     best_spec_path: Path
     ran: list[str]  # variant hashes evaluated in this call
     skipped: list[str]  # variant hashes taken from the store
+    baselines: pd.DataFrame  # random walk, drift, ridge on the same folds
 
 
 def prepare_groups(grid: Grid, data_dir: str | None) -> tuple[list[_Group], str, int]:
@@ -584,9 +585,34 @@ def run_search(grid: Grid, data_dir: str | None = None, *, output: str | Path | 
         say(f"skipped {len(skipped)} variant(s) already in the store")
     rows = [store[_key(v, fingerprint)] for v in grid.variants]
     board = leaderboard(grid, rows)
+    refs = baseline_scores(grid, groups[0])
     best = next(v for v in grid.variants if v.hash == board.iloc[0]["variant"])
-    best_path = write_outputs(grid, board, best, out)
-    return SearchResult(board, out, best, best_path, ran, skipped)
+    best_path = write_outputs(grid, board, best, out, refs)
+    return SearchResult(board, out, best, best_path, ran, skipped, refs)
+
+
+def baseline_scores(grid: Grid, group: _Group) -> pd.DataFrame:
+    """The baselines (random walk, drift, ridge) on the same folds and origins,
+    scored by the same scorer: the reference for the leaderboard."""
+    from sklearn.model_selection import cross_validate
+
+    from cbi_toolkit.pipeline import build_baselines
+
+    samples = group.samples
+    cv = walk_forward(group.spec, len(samples))
+    rows = []
+    for name, pipe in build_baselines().items():
+        res = cross_validate(pipe, samples.X, samples.y, cv=cv, scoring=ForecastScorer(samples),
+                             n_jobs=1, error_score="raise")
+        row: dict[str, Any] = {"model": name}
+        for m in METRICS:
+            key = f"test_{m}_{grid.horizon}"
+            row[f"{m}_{grid.horizon}"] = float(np.mean(res[key]))
+            if m != "direction_n":
+                row[f"{m}_{grid.horizon}_std"] = float(np.std(res[key]))
+        row["fit_seconds"] = float(np.mean(res["fit_time"]))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def make_search(spec: Spec, samples, variant_specs: Sequence[Spec], n_jobs: int = 1,
@@ -682,8 +708,10 @@ def format_leaderboard(grid: Grid, board: pd.DataFrame) -> str:
     return show.to_string(index=False)
 
 
-def write_outputs(grid: Grid, board: pd.DataFrame, best: Variant, out: Path) -> Path:
+def write_outputs(grid: Grid, board: pd.DataFrame, best: Variant, out: Path,
+                  baselines: pd.DataFrame) -> Path:
     board.to_csv(out / "leaderboard.csv", index=False)
+    baselines.to_csv(out / "baselines.csv", index=False)
     h, metric = grid.horizon, grid.config.metric
     head = (f"# Leaderboard: {grid.name}\n\nBase spec `{grid.base_source}`, {len(board)} variants, "
             f"ranked by mean {metric} on {h} over {int(board['folds'].iloc[0])} walk-forward "
@@ -691,7 +719,10 @@ def write_outputs(grid: Grid, board: pd.DataFrame, best: Variant, out: Path) -> 
             f"{int(board['origins'].iloc[0])} labelled origins {board['first_origin'].iloc[0]} .. "
             f"{board['last_origin'].iloc[0]}. `_std` is the spread over folds; fit_seconds per "
             "fold.\n\n")
-    (out / "leaderboard.md").write_text(head + board.to_markdown(index=False, floatfmt=".4f") + "\n")
+    refs = ("\n## Baselines on the same folds\n\n"
+            + baselines.to_markdown(index=False, floatfmt=".4f") + "\n")
+    (out / "leaderboard.md").write_text(head + board.to_markdown(index=False, floatfmt=".4f")
+                                        + "\n" + refs)
     spec = best.spec
     path = out / "best_spec.yaml"
     row = board.iloc[0]
@@ -765,6 +796,9 @@ def _main(args: argparse.Namespace) -> int:
     result = run_search(grid, args.data_dir, output=args.output, n_jobs=args.n_jobs,
                         scheduler=args.scheduler, quiet=args.quiet)
     print(format_leaderboard(grid, result.leaderboard))
+    h, metric = grid.horizon, grid.config.metric
+    print("baselines on the same folds: " + ", ".join(
+        f"{r['model']} {metric} {r[f'{metric}_{h}']:.4f}" for _, r in result.baselines.iterrows()))
     print(f"{len(result.ran)} evaluated, {len(result.skipped)} from the store, "
           f"{math.ceil(time.perf_counter() - start)} s; leaderboard: {result.output}/leaderboard.csv "
           f"and .md; best spec: {result.best_spec_path}")

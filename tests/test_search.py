@@ -155,6 +155,9 @@ def test_sequential_leaderboard(sequential):
     best = load_spec(sequential.best_spec_path)  # a complete spec, loads on its own
     assert best.window == board.iloc[0]["window"]
     assert best.model.hidden_dim == board.iloc[0]["model.hidden_dim"]
+    refs = sequential.baselines.set_index("model")["mase_1m"]
+    assert list(refs.index) == ["random_walk", "drift", "ridge"] and refs["random_walk"] == 1.0
+    assert (out / "baselines.csv").is_file()
     rows = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
     assert len(rows) == 4 and len({r["variant"] for r in rows}) == 4
 
@@ -190,6 +193,12 @@ def test_interrupted_search_resumes(grid_file, data_dir, sequential, tmp_path):
     assert resumed.skipped == [first] and first not in seen and len(seen) == 3
     pd.testing.assert_frame_equal(resumed.leaderboard[METRIC_COLUMNS],
                                   sequential.leaderboard[METRIC_COLUMNS])
-    # a third run evaluates nothing; the CLI prints the leaderboard from the store
-    assert main([str(grid_file), "--data-dir", str(data_dir), "--output", str(tmp_path), "-q"]) == 0
+    # a third run evaluates nothing: the CLI ranks from the store, then runs the best spec
+    runs = tmp_path / "runs"
+    rc = main([str(grid_file), "--data-dir", str(data_dir), "--output", str(tmp_path), "-q",
+               "--run-best", "--runs-dir", str(runs), "--sink", f"duckdb://{runs / 'f.duckdb'}"])
+    assert rc in (0, 3)  # 3: the tiny model failed its deploy gate; the run is complete anyway
     assert len(load_store(tmp_path / RESULTS_FILE)) == 4
+    (run_dir,) = [d for d in runs.iterdir() if d.is_dir()]
+    assert (run_dir / "report.md").is_file() and (run_dir / "metrics.csv").is_file()
+    assert load_spec(run_dir / "spec.yaml").name == resumed.best.spec.name
