@@ -11,7 +11,7 @@ from cbi_toolkit.cli import main
 from cbi_toolkit.errors import SpecError
 from cbi_toolkit.spec import load_spec, spec_json_schema
 
-SHIPPED = ["zl_1w", "zl_1m", "zl_3m", "zl_6m", "zl_12m", "zl_all", "zl_1m_quick"]
+SHIPPED = ["zl_1w", "zl_1m", "zl_3m", "zl_6m", "zl_12m", "zl_all", "zl_1m_quick", "zl_all_quick"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
