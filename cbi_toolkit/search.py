@@ -404,8 +404,14 @@ def load_store(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def append_row(path: Path, row: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, default=_json_default) + "\n")
+    """Append one JSON line (after a newline if a killed write left the last line open)."""
+    with open(path, "a+b") as fh:
+        fh.seek(0, 2)
+        if fh.tell():
+            fh.seek(-1, 2)
+            if fh.read(1) != b"\n":
+                fh.write(b"\n")
+        fh.write((json.dumps(row, default=_json_default) + "\n").encode())
         fh.flush()
         with contextlib.suppress(OSError):
             import os

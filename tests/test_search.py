@@ -186,11 +186,15 @@ def test_interrupted_search_resumes(grid_file, data_dir, sequential, tmp_path):
                    quiet=True)
     first = str(stopped.value)
     assert [r["variant"] for r in load_store(tmp_path / RESULTS_FILE).values()] == [first]
+    with open(tmp_path / RESULTS_FILE, "a") as fh:  # as if killed in the middle of a write
+        fh.write('{"store_version": 1, "key": "cut sh')
+    assert len(load_store(tmp_path / RESULTS_FILE)) == 1
 
     seen = []
     resumed = run_search(load_grid(grid_file), str(data_dir), output=tmp_path,
                          on_variant=lambda row: seen.append(row["variant"]), quiet=True)
     assert resumed.skipped == [first] and first not in seen and len(seen) == 3
+    assert len(load_store(tmp_path / RESULTS_FILE)) == 4  # the cut line did not swallow a row
     pd.testing.assert_frame_equal(resumed.leaderboard[METRIC_COLUMNS],
                                   sequential.leaderboard[METRIC_COLUMNS])
     # a third run evaluates nothing: the CLI ranks from the store, then runs the best spec
