@@ -4,8 +4,10 @@ predict the fold after the gap."""
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import clone
@@ -25,31 +27,76 @@ def labelled_samples(samples: Samples) -> Samples:
 
 def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
              on_fold: Callable[[int, int], None] | None = None,
+             checkpoint_dir: Path | None = None,
              ) -> tuple[list[FoldPrediction], dict[str, list[float]]]:
     """Out-of-sample predictions of every model on every fold, and fit times (s).
 
     ``samples`` must be labelled. Fold k trains on all origins up to the gap
     before its test block, so no training target overlaps a test origin.
+
+    With ``checkpoint_dir``, a finished fold's predictions are saved there and
+    a fold already saved is loaded instead of refitted; a skorch net inside a
+    fold checkpoints every epoch (see `cbi_toolkit.checkpoint`), so a run
+    killed part-way resumes where it stopped with the same result.
     """
+    from cbi_toolkit.checkpoint import load_fold, save_fold
     splitter = walk_forward(spec, len(samples))
     folds = list(splitter.split(np.zeros(len(samples))))
     preds: list[FoldPrediction] = []
     fit_seconds: dict[str, list[float]] = {name: [] for name in models}
     for k, (train, test) in enumerate(folds):
         d = samples.dates
+        done = load_fold(checkpoint_dir, k) if checkpoint_dir is not None else None
+        if done is not None:
+            log.info("fold %d/%d: loaded from its checkpoint", k + 1, len(folds))
+            preds.extend(done[0])
+            for name in models:
+                fit_seconds[name].append(done[1][name])
+            if on_fold:
+                on_fold(k, len(folds))
+            continue
+        fold_preds: list[FoldPrediction] = []
+        fold_seconds: dict[str, float] = {}
         log.info("fold %d/%d: train %s..%s (%d), test %s..%s (%d), gap %d", k + 1, len(folds),
                  f"{d[train[0]]:%Y-%m-%d}", f"{d[train[-1]]:%Y-%m-%d}", len(train),
                  f"{d[test[0]]:%Y-%m-%d}", f"{d[test[-1]]:%Y-%m-%d}", len(test), spec.gap)
         for name, proto in models.items():
             est = clone(proto)
+            if checkpoint_dir is not None:
+                with_epoch_checkpoint(est, checkpoint_dir / f"fit-{k}-{name}")
             start = time.perf_counter()
             est.fit(samples.X[train], samples.y[train])
-            fit_seconds[name].append(time.perf_counter() - start)
+            fold_seconds[name] = time.perf_counter() - start
             mu, sigma = predict_dist(est, samples.X[test])
             for j, horizon in enumerate(samples.horizons):
-                preds.append(FoldPrediction(
+                fold_preds.append(FoldPrediction(
                     model=name, fold=k, horizon=horizon, y=samples.y[test, j], mu=mu[:, j],
                     sigma=sigma[:, j], price=samples.price[test], dates=d[test]))
+        if checkpoint_dir is not None:
+            save_fold(checkpoint_dir, k, fold_preds, fold_seconds)
+            for name in models:
+                shutil.rmtree(checkpoint_dir / f"fit-{k}-{name}", ignore_errors=True)
+        preds.extend(fold_preds)
+        for name, seconds in fold_seconds.items():
+            fit_seconds[name].append(seconds)
         if on_fold:
             on_fold(k, len(folds))
     return preds, fit_seconds
+
+
+def with_epoch_checkpoint(est: Pipeline, directory: Path) -> Pipeline:
+    """Give the pipeline's skorch net (if it has one) a per-epoch checkpoint in ``directory``."""
+    from skorch import NeuralNet
+
+    from cbi_toolkit.checkpoint import EpochCheckpoint
+
+    step, last = est.steps[-1] if isinstance(est, Pipeline) else (None, est)
+    if isinstance(last, NeuralNet):
+        callbacks = [c for c in (last.callbacks or []) if not (isinstance(c, tuple)
+                                                              and c[0] == "checkpoint")]
+        callbacks.append(("checkpoint", EpochCheckpoint(directory)))
+        if step is None:
+            last.set_params(callbacks=callbacks)
+        else:
+            est.set_params(**{f"{step}__callbacks": callbacks})
+    return est

@@ -17,8 +17,14 @@ EPILOG = """examples:
   cbi-run --schema > spec.schema.json      JSON Schema of the spec, for editors
   cbi-run --predict runs/<run_id>          forecast from a saved run without retraining
   cbi-run --evaluate runs/<run_id> --data-dir DIR --since 2024-01-01
+  cbi-run --resume runs/<run_id>           continue an interrupted run from its checkpoints
+  cbi-run --sink-only runs/<run_id>        write a finished run's forecasts to the sink
 
-exit codes: 0 ok, 2 bad input (spec, data, credentials, sink), 3 deploy gate failed"""
+output paths in a spec (runs_dir, sink.path) must stay inside the working directory;
+--runs-dir and --sink on the command line may point anywhere.
+
+exit codes: 0 ok, 2 bad input (spec, data, credentials, sink), 3 deploy gate failed,
+  130 interrupted (resume with --resume)"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   "bigquery://PROJECT/DATASET")
     p.add_argument("--predict", metavar="RUN_DIR", help="forecast from a saved run")
     p.add_argument("--evaluate", metavar="RUN_DIR", help="score a saved run on newer data")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run from its checkpoints")
+    p.add_argument("--sink-only", metavar="RUN_DIR",
+                   help="write a finished run's forecasts to the sink (after a sink failure)")
     p.add_argument("--since", help="with --evaluate: first origin date to score (YYYY-MM-DD)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec key, e.g. --set training.max_epochs=3 (YAML value)")
@@ -57,6 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        from cbi_toolkit.forecast_run import INTERRUPTED, RunInterrupted
+
+        if isinstance(exc, RunInterrupted):
+            print(f"error: {exc}", file=sys.stderr)
+            return INTERRUPTED
+        raise
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -70,6 +87,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         return runs.predict_cli(args)
     if args.evaluate:
         return runs.evaluate_cli(args)
+    if args.resume:
+        from cbi_toolkit.forecast_run import resume_run
+
+        return resume_run(args)
+    if args.sink_only:
+        from cbi_toolkit.forecast_run import sink_only
+
+        return sink_only(args)
     if not args.spec:
         raise CbiError("no spec given; usage: cbi-run SPEC.yaml (see cbi-run --help)")
     spec = load_spec(args.spec, overrides=runs.parse_overrides(args.set))

@@ -59,6 +59,12 @@ def make_samples(spec: Spec, frame: pd.DataFrame, report: DataReport | None = No
     if features.shape[1] == 0:
         raise DataError(f"{spec.name}: the features {[n for n, _ in spec.feature_items()]} "
                         "produce no columns for this data; add drivers or other features")
+    inf = np.isinf(features.to_numpy(dtype=float))
+    if inf.any():
+        row, col = np.argwhere(inf)[0]
+        raise DataError(f"{spec.name}: feature {features.columns[col]!r} is infinite on "
+                        f"{features.index[row]:%Y-%m-%d} ({int(inf.sum())} values); check the "
+                        "input series it is built from (a zero or missing price?)")
     valid_row = np.isfinite(features.to_numpy()).all(axis=1)
     for col in features.columns:
         n_missing = int((~np.isfinite(features[col].to_numpy())).sum())

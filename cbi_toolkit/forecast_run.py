@@ -5,18 +5,24 @@ scoring from a saved run."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import shutil
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from cbi_toolkit.artifacts import load_pipeline, save_pipeline
-from cbi_toolkit.backtest import backtest, labelled_samples
+from cbi_toolkit.backtest import backtest, labelled_samples, with_epoch_checkpoint
+from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
 from cbi_toolkit.dataset import Samples
-from cbi_toolkit.errors import ArtifactError, CbiError
+from cbi_toolkit.errors import ArtifactError, CbiError, SinkError
 from cbi_toolkit.evaluation import FoldPrediction, format_table, score, score_folds, summarise
 from cbi_toolkit.forecast import conformal_scales, forecast_frame
 from cbi_toolkit.pipeline import build_baselines, build_pipeline, predict_dist
@@ -28,7 +34,49 @@ from cbi_toolkit.spec import GateConfig, Spec, load_spec
 log = logging.getLogger(__name__)
 
 GATE_FAILED = 3
+INTERRUPTED = 130
 MODEL = "model"
+STATUS = "status.json"
+INVOCATION = "invocation.json"
+
+
+class RunInterrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt
+    """Ctrl-C during a run. Not a KeyboardInterrupt, which skorch would take as
+    "stop training early" and carry on with a half-trained model."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(f"interrupted; resume with `cbi-run --resume {run_dir}`")
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _interrupts_raise(run_dir: Path):
+    """SIGINT raises RunInterrupted while the run is in progress."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise RunInterrupted(run_dir)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def set_status(run_dir: Path, state: str, **extra) -> None:
+    """``status.json``: running, interrupted, failed, gate_failed, sink_failed or done."""
+    atomic_write_text(run_dir / STATUS, json.dumps(
+        {"state": state, "updated": pd.Timestamp.now(tz="UTC").isoformat(), **extra}))
+
+
+def read_status(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / STATUS).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def model_version(spec: Spec) -> str:
@@ -49,12 +97,29 @@ def new_run_dir(spec: Spec, runs_dir: str | None) -> tuple[str, Path]:
         path = root / f"{run_id}-{n}"
     try:
         path.mkdir(parents=True)
-        (path / ".write_test").write_text("ok")
-        (path / ".write_test").unlink()
     except OSError as exc:
-        raise CbiError(f"cannot write the run folder {path} ({exc.strerror}); choose another "
-                       "--runs-dir or free space") from None
+        raise CbiError(f"cannot create the run folder {path} ({exc.strerror or exc}); choose "
+                       "another --runs-dir or free space") from None
+    check_writable(path, remove_on_failure=True)
     return path.name, path
+
+
+def check_writable(path: Path, remove_on_failure: bool = False, size: int = 1 << 20) -> None:
+    """Write and remove a 1 MiB probe file; CbiError if the folder is read-only or full."""
+    probe = path / ".write_test"
+    try:
+        with open(probe, "wb") as fh:
+            fh.write(b"\0" * size)
+            fh.flush()
+            os.fsync(fh.fileno())
+        probe.unlink()
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+        if remove_on_failure:
+            shutil.rmtree(path, ignore_errors=True)
+        raise CbiError(f"cannot write the run folder {path} ({exc.strerror or exc}); choose "
+                       "another --runs-dir or free space") from None
 
 
 def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[str]:
@@ -87,24 +152,110 @@ def sink_for(spec: Spec, override: str | None):
                    "bigquery://PROJECT/DATASET")
 
 
-def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path) -> None:
-    sink = sink_for(spec, override)
-    n = sink.write(forecasts)
+def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path,
+               sink=None) -> None:
+    """Upsert the forecasts; on failure keep them in the run folder and name ``--sink-only``."""
+    sink = sink if sink is not None else sink_for(spec, override)
+    try:
+        n = sink.write(forecasts)
+    except SinkError as exc:
+        set_status(run_dir, "sink_failed", error=str(exc))
+        raise SinkError(f"{exc} -- the forecasts are kept in {run_dir / 'forecasts.csv'}; write "
+                        f"them later with `cbi-run --sink-only {run_dir}`") from None
     print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
     (run_dir / "sink.json").write_text(json.dumps({"written": n, "sink": str(override or
                                                    spec.sink.model_dump())}))
+    set_status(run_dir, "done", sink_rows=n)
 
 
-def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: str = "") -> int:
-    run_id, run_dir = new_run_dir(spec, args.runs_dir)
+def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: str = "",
+             run_dir: Path | None = None) -> int:
+    """The whole run. With ``run_dir`` (``--resume``) it continues that run from its
+    checkpoints; otherwise it makes a new run folder."""
+    sink = sink_for(spec, args.sink)  # a bad --sink fails before anything is written
+    if run_dir is None:
+        run_id, run_dir = new_run_dir(spec, args.runs_dir)
+        (run_dir / "spec.yaml").write_text(spec.to_yaml())
+        (run_dir / INVOCATION).write_text(json.dumps({"sink": args.sink}))
+        print(f"run {run_id} -> {run_dir}")
+    else:
+        run_id = run_dir.name
+        check_writable(run_dir)
+        print(f"resuming run {run_id} in {run_dir}")
+    set_status(run_dir, "running")
+    try:
+        with _interrupts_raise(run_dir):
+            return _run_stages(spec, samples, args, data_text, run_id, run_dir, sink)
+    except (RunInterrupted, KeyboardInterrupt):
+        set_status(run_dir, "interrupted")
+        raise RunInterrupted(run_dir) from None
+    except CbiError as exc:
+        if read_status(run_dir).get("state") != "sink_failed":
+            set_status(run_dir, "failed", error=str(exc))
+        raise
+    except Exception as exc:
+        set_status(run_dir, "failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        raise
+
+
+def _run_folder(value: str) -> tuple[Path, Spec, dict]:
+    path = Path(value)
+    if not (path / "spec.yaml").is_file():
+        raise ArtifactError(f"{path}: no spec.yaml; is this a run folder (runs/<run_id>)?")
+    try:
+        invocation = json.loads((path / INVOCATION).read_text())
+    except (OSError, ValueError):
+        invocation = {}
+    return path, load_spec(path / "spec.yaml"), invocation
+
+
+def resume_run(args: argparse.Namespace) -> int:
+    """Continue an interrupted run from its checkpoints (``cbi-run --resume RUN_DIR``)."""
+    from cbi_toolkit.runs import data_summary, prepare
+
+    path, spec, invocation = _run_folder(args.resume)
+    state = read_status(path).get("state")
+    if state == "done":
+        print(f"{path}: the run already finished; nothing to resume")
+        return 0
+    if state == "sink_failed" or (state == "gate_failed" and (path / "forecasts.csv").is_file()):
+        print(f"{path}: training finished ({state}); use `cbi-run --sink-only {path}` to write "
+              "the forecasts")
+        return 0 if state == "sink_failed" else GATE_FAILED
+    args.sink = args.sink or invocation.get("sink")
+    report, samples = prepare(spec, args.data_dir)
+    return run_spec(spec, samples, args, data_summary(spec, report, samples), run_dir=path)
+
+
+def sink_only(args: argparse.Namespace) -> int:
+    """Write a finished run's forecasts to the sink (``cbi-run --sink-only RUN_DIR``)."""
+    path, spec, invocation = _run_folder(args.sink_only)
+    csv = path / "forecasts.csv"
+    if not csv.is_file():
+        raise ArtifactError(f"{path}: no forecasts.csv; the run did not finish; continue it "
+                            f"with `cbi-run --resume {path}`")
+    try:
+        gate = json.loads((path / "metrics.json").read_text())["gate"]
+    except (OSError, ValueError, KeyError):
+        raise ArtifactError(f"{path}: metrics.json is missing or unreadable; cannot tell "
+                            "whether the run passed its deploy gate") from None
+    if not gate.get("passed"):
+        print(f"{path}: the run failed its deploy gate; forecasts not written to the sink")
+        return GATE_FAILED
+    forecasts = pd.read_csv(csv, dtype={"horizon": str, "model_version": str, "run_id": str})
+    write_sink(spec, args.sink or invocation.get("sink"), forecasts, path)
+    return 0
+
+
+def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: str,
+                run_id: str, run_dir: Path, sink) -> int:
     version = model_version(spec)
-    print(f"run {run_id} -> {run_dir}")
-    (run_dir / "spec.yaml").write_text(spec.to_yaml())
     verbose = 0 if args.quiet else 1
     labelled = labelled_samples(samples)
+    checkpoints = run_dir / CHECKPOINTS
 
     models = {MODEL: build_pipeline(spec, verbose=verbose), **build_baselines()}
-    preds, fit_seconds = backtest(spec, labelled, models)
+    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints)
     folds = score_folds(preds)
     summary = summarise(folds)
     summary["fit_seconds"] = summary["model"].map(lambda m: float(np.mean(fit_seconds[m])))
@@ -125,7 +276,8 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
 
     print(f"final fit on {len(labelled)} labelled origins "
           f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
-    pipe = build_pipeline(spec, verbose=verbose).fit(labelled.X, labelled.y)
+    pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
+    pipe.fit(labelled.X, labelled.y)
     scales = conformal_scales(preds, MODEL)
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, scales, version, run_id)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
@@ -137,6 +289,7 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
         "train_end": f"{labelled.dates[-1]:%Y-%m-%d}",
         "gate_passed": not failures,
     })
+    shutil.rmtree(checkpoints / "fit-final", ignore_errors=True)
     plots = [plot_forecasts(preds, run_dir / "forecast_vs_actual.png"),
              plot_coverage(summary, run_dir / "coverage.png")]
     write_report(run_dir / "report.md", spec_name=spec.name, run_id=run_id,
@@ -148,8 +301,9 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
     if failures:
         print("deploy gate FAILED, forecasts not written to the sink:\n  " + "\n  ".join(failures))
         print(f"artifacts: {run_dir}")
+        set_status(run_dir, "gate_failed", failures=failures)
         return GATE_FAILED
-    write_sink(spec, args.sink, forecasts, run_dir)
+    write_sink(spec, args.sink, forecasts, run_dir, sink)
     print(f"artifacts: {run_dir} (report.md, metrics.json/csv, forecasts.csv, model/, plots)")
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 import yaml
@@ -94,8 +94,22 @@ FeatureItem = str | dict[str, dict[str, Any] | None]
 DEFAULT_FEATURES: list[FeatureItem] = list(FEATURES)
 
 
+def check_output_path(value: str, key: str) -> str:
+    """Refuse an output path from a spec that would leave the working directory:
+    absolute, ``~``, or with a ``..`` part. Paths given on the command line
+    (``--runs-dir``, ``--sink``) are the explicit way to write elsewhere."""
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if (not value.strip() or value.startswith(("/", "~", "\\")) or ".." in parts
+            or PureWindowsPath(value).drive):
+        raise ValueError(f"{key} {value!r} would write outside the working directory; use a "
+                         f"relative path without '..', or choose the place on the command line "
+                         f"({'--runs-dir' if key == 'runs_dir' else '--sink duckdb:///PATH'})")
+    return value
+
+
 class Spec(_Strict):
-    name: str = Field(..., min_length=1)
+    name: str = Field(..., min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+                      description="letters, digits, _ . -; names the run folders")
     description: str = ""
     target: str = Field(..., min_length=1, description="series name of the price to forecast")
     data: list[SourceConfig] = Field(..., min_length=1)
@@ -112,6 +126,18 @@ class Spec(_Strict):
     gate: GateConfig = GateConfig()
     sink: SinkConfig = Field(default_factory=DuckDBSinkConfig)
     runs_dir: str = "runs"
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _runs_dir_inside(cls, value: str) -> str:
+        return check_output_path(value, "runs_dir")
+
+    @field_validator("sink")
+    @classmethod
+    def _sink_path_inside(cls, sink: Any) -> Any:
+        if getattr(sink, "kind", None) == "duckdb":
+            check_output_path(sink.path, "sink.path")
+        return sink
 
     @field_validator("horizons")
     @classmethod
@@ -203,11 +229,18 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
     after `extends:` resolution, before validation.
     """
     path = Path(path)
-    doc, lines = _resolve(path, chain=())
+    doc, lines = resolve_spec_file(path)
+    doc.pop("search", None)  # a grid over this spec, read by cbi-grid (docs/search.md)
     for key, value in (overrides or {}).items():
         set_path(doc, key, value)
     doc.setdefault("name", path.stem)
     return validate_spec(doc, source=str(path), lines=lines)
+
+
+def resolve_spec_file(path: str | Path) -> tuple[dict[str, Any], dict[tuple, int]]:
+    """The spec file's mapping with `extends:` resolved, not yet validated, and
+    the YAML line of every key path (for error messages)."""
+    return _resolve(Path(path), chain=())
 
 
 def validate_spec(doc: dict[str, Any], source: str = "<spec>",

@@ -29,9 +29,8 @@ class DuckDBSink:
             return duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.Error as exc:
             first = str(exc).splitlines()[0]
-            hint = ("another process holds it open; close it (or wait) and write later with "
-                    "`cbi-run --sink-only runs/<run_id>`") if "lock" in first.lower() else \
-                "check the path and its permissions"
+            hint = ("another process holds it open; close it or wait, then write again"
+                    if "lock" in first.lower() else "check the path and its permissions")
             raise SinkError(f"duckdb sink {self.path}: cannot open ({first}); {hint}") from None
 
     def write(self, forecasts: pd.DataFrame) -> int:

@@ -97,6 +97,11 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
             first = raw_cells[bad].iloc[0]
             raise DataError(f"{label}: column {raw!r} has a non-numeric value {first!r} on "
                             f"{dates[bad].iloc[0]:%Y-%m-%d}; fix or blank the cell")
+        inf = np.isinf(values)
+        if inf.any():
+            raise DataError(f"{label}: column {raw!r} has an infinite value "
+                            f"{raw_cells[inf].iloc[0]!r} on {dates[inf].iloc[0]:%Y-%m-%d}; "
+                            "fix or blank the cell")
         out[name] = values
     if out.index.has_duplicates:
         dup = out.index[out.index.duplicated()][0]

@@ -1,0 +1,210 @@
+"""Checkpoints that let an interrupted run resume with the same result.
+
+Two levels, both inside the run folder under ``checkpoints/``:
+
+* per fold: when a walk-forward fold is finished, every model's out-of-sample
+  predictions and fit times are written as JSON (``fold-<k>.json``); a resumed
+  run loads them instead of refitting that fold;
+* per epoch: `EpochCheckpoint`, a skorch callback, writes after every epoch
+  the module weights, optimizer state, history, the callbacks' state and both
+  random generators (the net's shuffling generator and torch's global one) as a
+  tensors-and-primitives dict with ``torch.save``; it is read back with
+  ``torch.load(weights_only=True)``, so nothing is unpickled. On resume the
+  callback restores all of it at ``on_train_begin`` and stops the loop after
+  ``max_epochs`` epochs in total, so the fit ends where an uninterrupted one would.
+
+Every file is written to a temporary name and renamed into place
+(``os.replace``), so a kill part-way through a write leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from skorch.callbacks import Callback
+from skorch.history import History
+
+from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.evaluation import FoldPrediction
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+EPOCH_FILE = "epoch.pt"
+FORMAT = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------
+# per fold
+
+def save_fold(directory: Path, k: int, preds: list[FoldPrediction],
+              fit_seconds: dict[str, float]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    doc = {"format": FORMAT, "fold": k, "fit_seconds": fit_seconds, "preds": [
+        {"model": p.model, "fold": p.fold, "horizon": p.horizon,
+         "y": np.asarray(p.y, dtype=float).tolist(), "mu": np.asarray(p.mu, dtype=float).tolist(),
+         "sigma": np.asarray(p.sigma, dtype=float).tolist(),
+         "price": np.asarray(p.price, dtype=float).tolist(),
+         "dates": [f"{d:%Y-%m-%d}" for d in p.dates]} for p in preds]}
+    atomic_write_text(directory / f"fold-{k}.json", json.dumps(doc))
+
+
+def load_fold(directory: Path, k: int) -> tuple[list[FoldPrediction], dict[str, float]] | None:
+    """A finished fold's predictions, or None when fold ``k`` has no checkpoint."""
+    path = directory / f"fold-{k}.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+        preds = [FoldPrediction(
+            model=p["model"], fold=int(p["fold"]), horizon=p["horizon"],
+            y=np.asarray(p["y"], dtype=float), mu=np.asarray(p["mu"], dtype=float),
+            sigma=np.asarray(p["sigma"], dtype=float), price=np.asarray(p["price"], dtype=float),
+            dates=pd.DatetimeIndex(pd.to_datetime(p["dates"]))) for p in doc["preds"]]
+        return preds, {k_: float(v) for k_, v in doc["fit_seconds"].items()}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{path}: unreadable fold checkpoint ({exc}); delete it to refit "
+                            "that fold") from None
+
+
+# ---------------------------------------------------------------------------
+# per epoch
+
+def _plain(value: Any) -> Any:
+    """``value`` as something ``torch.load(weights_only=True)`` reads back, or a
+    ValueError when it has no such form."""
+    if isinstance(value, np.generic):  # before float: np.float64 is a float subclass
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return type(value)(value) if value is not None else None
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu").clone()
+    if isinstance(value, dict):
+        return OrderedDict((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    raise ValueError(type(value).__name__)
+
+
+def _callback_state(net) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, cb in getattr(net, "callbacks_", []):
+        if isinstance(cb, EpochCheckpoint):
+            continue
+        state = {}
+        for key, value in vars(cb).items():
+            if not key.endswith("_") or key.startswith("_"):
+                continue
+            try:
+                state[key] = _plain(value)
+            except ValueError:
+                continue
+        out[name] = state
+    return out
+
+
+class EpochCheckpoint(Callback):
+    """Save the fit's state after every epoch into ``directory``; resume from it.
+
+    With ``resume=True`` and a checkpoint present, ``on_train_begin`` restores
+    weights, optimizer, history, callbacks' state and random generators, and
+    ``on_epoch_end`` stops the loop once ``max_epochs`` epochs are done in total.
+    """
+
+    def __init__(self, directory: str | os.PathLike, resume: bool = True):
+        self.directory = directory
+        self.resume = resume
+
+    def initialize(self):
+        self.resumed_from_ = 0
+        return self
+
+    @property
+    def path(self) -> Path:
+        return Path(self.directory) / EPOCH_FILE
+
+    def on_train_begin(self, net, **kwargs):  # noqa: ARG002
+        self.resumed_from_ = 0
+        if not self.resume or not self.path.is_file():
+            return
+        state = load_epoch_state(self.path)
+        net.module_.load_state_dict(state["module"])
+        net.optimizer_.load_state_dict(state["optimizer"])
+        net.history_ = History(json.loads(state["history"]))
+        generator = getattr(net, "generator_", None)
+        if generator is not None and state.get("generator") is not None:
+            generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        callbacks = dict(getattr(net, "callbacks_", []))
+        for name, attrs in state["callbacks"].items():
+            cb = callbacks.get(name)
+            if cb is None:
+                continue
+            for key, value in attrs.items():
+                setattr(cb, key, value)
+        self.resumed_from_ = len(net.history)
+        log.info("resuming the fit from its checkpoint after epoch %d (%s)", self.resumed_from_,
+                 self.path)
+
+    def on_epoch_begin(self, net, **kwargs):  # noqa: ARG002
+        if self.resumed_from_ >= net.max_epochs:
+            raise KeyboardInterrupt  # the checkpoint holds the finished fit: nothing to train
+
+    def on_epoch_end(self, net, **kwargs):  # noqa: ARG002
+        state = {
+            "format": FORMAT,
+            "epoch": len(net.history),
+            "module": _plain(net.module_.state_dict()),
+            "optimizer": _plain(net.optimizer_.state_dict()),
+            "history": json.dumps(net.history.to_list(), default=float),
+            "generator": (net.generator_.get_state() if getattr(net, "generator_", None)
+                          is not None else None),
+            "torch_rng": torch.get_rng_state(),
+            "callbacks": _callback_state(net),
+        }
+        directory = Path(self.directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tmp = directory / f".{EPOCH_FILE}.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+        if self.resumed_from_ and len(net.history) >= net.max_epochs:
+            raise KeyboardInterrupt  # skorch ends the loop as after its last epoch
+
+
+def load_epoch_state(path: Path) -> dict[str, Any]:
+    """Read an epoch checkpoint without unpickling code; ArtifactError otherwise."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
+        text = str(exc).strip()
+        if "weights only load failed" in text.lower() or "weights_only" in text:
+            why = "it holds objects that only unpickling code could build"
+        else:
+            why = (text.splitlines()[0] if text else type(exc).__name__)[:160]
+        raise ArtifactError(f"{path}: refused to load the epoch checkpoint ({why}); "
+                            "delete it to restart that fit from scratch") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ArtifactError(f"{path}: not an epoch checkpoint of format {FORMAT}")
+    return state
