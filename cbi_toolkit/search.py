@@ -53,7 +53,7 @@ from sklearn.model_selection import GridSearchCV, ParameterGrid, ParameterSample
 
 from cbi_toolkit.errors import CbiError, SpecError
 from cbi_toolkit.evaluation import FoldPrediction, mae, score, walk_forward
-from cbi_toolkit.spec import Spec, _resolve, set_path, validate_spec
+from cbi_toolkit.spec import Spec, resolve_spec_file, set_path, validate_spec
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ def load_grid(path: str | Path, yes: bool = False) -> Grid:
         raise SpecError(f"{path}: a grid is a YAML mapping with base: and grid:, or a spec "
                         "with a search: section")
     if "search" in raw:  # a spec with its own search section
-        doc, lines = _resolve(path, chain=())
+        doc, lines = resolve_spec_file(path)
         section = doc.pop("search")
         if not isinstance(section, dict) or "base" in section:
             raise SpecError(f"{path}: search: must be a mapping (grid:, method:, ...) without base:")
@@ -209,7 +209,7 @@ def load_grid(path: str | Path, yes: bool = False) -> Grid:
             raise SpecError(f"{path}: base: is missing; name the spec the grid varies "
                             "(relative to the grid file), or put a search: section in a spec")
         base_path = path.parent / config.base
-        doc, lines = _resolve(base_path, chain=())
+        doc, lines = resolve_spec_file(base_path)
         doc.pop("search", None)
         base_source = str(base_path)
     grid = Grid(config, str(path), doc, lines, base_source, config.name or path.stem)
