@@ -54,11 +54,22 @@ def load_pipeline(directory: Path, device: str | None = "cpu") -> tuple[Pipeline
         if sha256_file(path) != digest:
             raise ArtifactError(f"{path}: checksum differs from {manifest_path}; the file was "
                                 "changed or corrupted; retrain or restore it")
-    stats = json.loads((directory / "scaler.json").read_text())
-    scaler = WindowScaler(clip=stats["clip"])
-    scaler.mean_ = np.asarray(stats["mean"])
-    scaler.scale_ = np.asarray(stats["scale"])
+    try:
+        stats = json.loads((directory / "scaler.json").read_text())
+        scaler = WindowScaler(clip=stats["clip"])
+        scaler.mean_ = np.asarray(stats["mean"], dtype=float)
+        scaler.scale_ = np.asarray(stats["scale"], dtype=float)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{directory / 'scaler.json'}: unreadable ({exc}); retrain or "
+                            "restore it") from None
     scaler.n_features_in_ = len(scaler.mean_)
-    net = load_regressor(directory / "net", device=device)
-    meta = json.loads((directory / "meta.json").read_text())
+    try:
+        net = load_regressor(directory / "net", device=device)
+        meta = json.loads((directory / "meta.json").read_text())
+    except ArtifactError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors/JSON/shape errors: unusable model
+        raise ArtifactError(f"{directory}: the saved model cannot be loaded "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}); "
+                            "retrain or restore it") from None
     return Pipeline([("scale", scaler), ("net", net)]), meta

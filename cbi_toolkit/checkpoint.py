@@ -62,11 +62,13 @@ def atomic_write_text(path: Path, text: str) -> None:
 def save_fold(directory: Path, k: int, preds: list[FoldPrediction],
               fit_seconds: dict[str, float]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
+    def array(values) -> dict[str, Any]:  # exact: float64 JSON of the values, and their dtype
+        values = np.asarray(values)
+        return {"dtype": values.dtype.str, "values": values.astype(float).tolist()}
+
     doc = {"format": FORMAT, "fold": k, "fit_seconds": fit_seconds, "preds": [
-        {"model": p.model, "fold": p.fold, "horizon": p.horizon,
-         "y": np.asarray(p.y, dtype=float).tolist(), "mu": np.asarray(p.mu, dtype=float).tolist(),
-         "sigma": np.asarray(p.sigma, dtype=float).tolist(),
-         "price": np.asarray(p.price, dtype=float).tolist(),
+        {"model": p.model, "fold": p.fold, "horizon": p.horizon, "y": array(p.y),
+         "mu": array(p.mu), "sigma": array(p.sigma), "price": array(p.price),
          "dates": [f"{d:%Y-%m-%d}" for d in p.dates]} for p in preds]}
     atomic_write_text(directory / f"fold-{k}.json", json.dumps(doc))
 
@@ -78,10 +80,16 @@ def load_fold(directory: Path, k: int) -> tuple[list[FoldPrediction], dict[str, 
         return None
     try:
         doc = json.loads(path.read_text())
+
+        def array(a: dict[str, Any]) -> np.ndarray:
+            dtype = np.dtype(a["dtype"])
+            if dtype.kind != "f":
+                raise ValueError(f"dtype {dtype} is not a float type")
+            return np.asarray(a["values"], dtype=float).astype(dtype)
+
         preds = [FoldPrediction(
-            model=p["model"], fold=int(p["fold"]), horizon=p["horizon"],
-            y=np.asarray(p["y"], dtype=float), mu=np.asarray(p["mu"], dtype=float),
-            sigma=np.asarray(p["sigma"], dtype=float), price=np.asarray(p["price"], dtype=float),
+            model=p["model"], fold=int(p["fold"]), horizon=p["horizon"], y=array(p["y"]),
+            mu=array(p["mu"]), sigma=array(p["sigma"]), price=array(p["price"]),
             dates=pd.DatetimeIndex(pd.to_datetime(p["dates"]))) for p in doc["preds"]]
         return preds, {k_: float(v) for k_, v in doc["fit_seconds"].items()}
     except (ValueError, KeyError, TypeError) as exc:

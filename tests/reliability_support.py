@@ -18,7 +18,7 @@ from cbi_toolkit.cli import main
 
 ZL = "zl/zl_tradingview_ZL1_daily.csv"
 DGS10 = "drivers/fred_DGS10.csv"
-ROWS = 900  # newest real ZL sessions: 2020-06 .. 2023-12
+ROWS = 700  # newest real ZL sessions: 2021-03 .. 2023-12
 
 SMALL_SPEC = {
     "name": "small",
@@ -33,7 +33,7 @@ SMALL_SPEC = {
     "horizons": ["1w"],
     "window": 20,
     "model": {"hidden_dim": 8, "num_heads": 2, "num_layers": 1},
-    "training": {"max_epochs": 3, "batch_size": 128, "device": "cpu", "patience": 5},
+    "training": {"max_epochs": 2, "batch_size": 128, "device": "cpu", "patience": 5},
     "validation": {"n_splits": 2},
     "gate": {"max_mase": None, "coverage_80": None, "coverage_95": None},
 }
