@@ -33,6 +33,10 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
 
     ``samples`` must be labelled. Fold k trains on all origins up to the gap
     before its test block, so no training target overlaps a test origin.
+    With ``validation.refit_every = r`` only folds 0, r, 2r, ... fit (fit time
+    0 is recorded for the others, which the last fitted models predict). With
+    ``validation.warm_start`` a network starts from the previous fit's weights
+    (at most ``validation.warm_epochs`` epochs) instead of a fresh initialisation.
 
     With ``checkpoint_dir``, a finished fold's predictions are saved there and
     a fold already saved is loaded instead of refitted; a skorch net inside a
@@ -44,6 +48,10 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
     folds = list(splitter.split(np.zeros(len(samples))))
     preds: list[FoldPrediction] = []
     fit_seconds: dict[str, list[float]] = {name: [] for name in models}
+    fitted: dict[str, Pipeline] = {}  # the last fitted pipeline of each model
+    refit_every = getattr(spec.validation, "refit_every", 1)
+    warm = getattr(spec.validation, "warm_start", False)
+    warm_epochs = getattr(spec.validation, "warm_epochs", None)
     for k, (train, test) in enumerate(folds):
         d = samples.dates
         done = load_fold(checkpoint_dir, k) if checkpoint_dir is not None else None
@@ -61,12 +69,20 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
                  f"{d[train[0]]:%Y-%m-%d}", f"{d[train[-1]]:%Y-%m-%d}", len(train),
                  f"{d[test[0]]:%Y-%m-%d}", f"{d[test[-1]]:%Y-%m-%d}", len(test), spec.gap)
         for name, proto in models.items():
-            est = clone(proto)
-            if checkpoint_dir is not None:
-                with_epoch_checkpoint(est, checkpoint_dir / f"fit-{k}-{name}")
-            start = time.perf_counter()
-            est.fit(samples.X[train], samples.y[train])
-            fold_seconds[name] = time.perf_counter() - start
+            # a fold resumed from its checkpoint left no fitted model: refit then
+            if k % refit_every == 0 or name not in fitted:
+                est = clone(proto)
+                if warm and name in fitted and hasattr(est[-1], "warm_start_from"):
+                    est[-1].warm_start_from(fitted[name][-1], warm_epochs)
+                if checkpoint_dir is not None:
+                    with_epoch_checkpoint(est, checkpoint_dir / f"fit-{k}-{name}")
+                start = time.perf_counter()
+                est.fit(samples.X[train], samples.y[train])
+                fold_seconds[name] = time.perf_counter() - start
+                fitted[name] = est
+            else:  # refit_every > 1: the last fitted model (older data only) predicts
+                est = fitted[name]
+                fold_seconds[name] = 0.0
             mu, sigma = predict_dist(est, samples.X[test])
             for j, horizon in enumerate(samples.horizons):
                 fold_preds.append(FoldPrediction(

@@ -312,7 +312,10 @@ def forecast_latest(pipe, samples: Samples, intervals: str, scales, version: str
                     run_id: str) -> pd.DataFrame:
     """Forecast every horizon from the newest origin."""
     last = len(samples) - 1
-    mu, sigma = predict_dist(pipe, samples.X[[last]])
+    if hasattr(pipe, "steps"):
+        mu, sigma = predict_dist(pipe, samples.X[[last]])
+    else:  # a serving model (cbi_toolkit.export.ServingModel)
+        mu, sigma = pipe.predict_dist(samples.X[[last]])
     return forecast_frame(samples.dates[last], float(samples.price[last]), samples.horizons,
                           mu[0], sigma[0], intervals, scales, version, run_id,
                           pd.Timestamp.now(tz="UTC"))
@@ -337,8 +340,12 @@ def load_run(run_dir: str, data_dir: str | None) -> tuple[Spec, Samples, object,
 
 def predict_run(args: argparse.Namespace) -> int:
     """Forecast from a saved run and the current data, without retraining."""
+    from cbi_toolkit.export import serving_model
+
     spec, samples, pipe, meta, path = load_run(args.predict, args.data_dir)
-    forecasts = forecast_latest(pipe, samples, meta["intervals"], _scales_from_meta(meta),
+    served = serving_model(path, pipe)  # an exported ONNX/TorchScript model if checked, else eager
+    log.info("forecasting with the %s model", served.kind)
+    forecasts = forecast_latest(served, samples, meta["intervals"], _scales_from_meta(meta),
                                 meta["model_version"], meta["run_id"])
     out = path / "predictions" / f"origin-{samples.dates[-1]:%Y-%m-%d}.csv"
     out.parent.mkdir(exist_ok=True)

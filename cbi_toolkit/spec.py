@@ -68,6 +68,11 @@ class ValidationConfig(_Strict):
     n_splits: int = Field(5, ge=2)
     gap: int | None = Field(None, ge=0, description="trading days; default: the longest horizon")
     test_size: int | None = Field(None, gt=0, description="origins per test fold; default: sklearn's")
+    warm_start: bool = Field(False, description="start each fold's net from the previous fold's weights")
+    warm_epochs: int | None = Field(
+        None, gt=0, description="max epochs of a warm-started fold; default: training.max_epochs")
+    refit_every: int = Field(
+        1, gt=0, description="refit every k-th fold; the folds between reuse the last fitted models")
 
 
 class ForecastConfig(_Strict):

@@ -89,7 +89,10 @@ class ForecastNet(nn.Module):
         if x.ndim != 3 or x.shape[-1] != self.n_features:
             raise ValueError(f"expected input [batch, window, {self.n_features}], "
                              f"got {tuple(x.shape)}")
-        z = self.encode(x)
+        return self.heads(self.encode(x))
+
+    def heads(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and sigma ``[B, H]`` in target units from the encoding ``z [B, hidden_dim]``."""
         scale = self.target_scale
         mu = self.target_loc + scale * self.mean_head(z)
         sigma = scale * (self.softplus(self.sigma_head(z)) + SIGMA_EPS)

@@ -454,7 +454,26 @@ class ForecastRegressor(NeuralNetRegressor):
         if not self.warm_start or not self.initialized_:
             torch.manual_seed(int(self.seed))
             self.initialize()
+        else:  # warm start: keep the weights, refit the target statistics on this data
+            self.target_stats_set_ = False
         self.partial_fit(X, y, **fit_params)
+        return self
+
+    def warm_start_from(self, other: ForecastRegressor, max_epochs: int | None = None
+                        ) -> ForecastRegressor:
+        """Start from ``other``'s fitted weights: the next `fit` continues training them.
+
+        Sets ``warm_start=True`` (and ``max_epochs`` if given), builds the module
+        and copies ``other.module_``'s state into it. The optimizer starts
+        afresh, the target statistics are refitted on the next `fit`'s data.
+        """
+        if not getattr(other, "initialized_", False) or not hasattr(other, "module_"):
+            raise ValueError("warm_start_from needs a fitted regressor")
+        self.set_params(warm_start=True, **({"max_epochs": int(max_epochs)} if max_epochs else {}))
+        self.n_features_in_, self.n_horizons_ = other.n_features_in_, other.n_horizons_
+        torch.manual_seed(int(self.seed))
+        self.initialize()
+        self.module_.load_state_dict(other.module_.state_dict())
         return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):

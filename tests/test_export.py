@@ -1,0 +1,190 @@
+"""Export round trips, serving paths, warm-start / refit_every folds and the
+precision option, on real ZL windows with a tiny model (window 20, hidden 8).
+No timings here: speed lives in bench/."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.pipeline import Pipeline
+
+from cbi_toolkit import backtest as backtest_mod
+from cbi_toolkit.dataset import load_samples
+from cbi_toolkit.errors import CbiError
+from cbi_toolkit.export import (
+    FORMATS,
+    export_pipeline,
+    load_exported,
+    raw_windows,
+    scaled_module,
+    serving_model,
+)
+from cbi_toolkit.features.windows import WindowScaler
+from cbi_toolkit.models.device import cpu_supports_bf16, resolve_precision
+from cbi_toolkit.models.regressor import ForecastRegressor
+from cbi_toolkit.pipeline import predict_dist
+from cbi_toolkit.sources.base import SourceContext
+from cbi_toolkit.spec import load_spec
+
+TINY = dict(module__hidden_dim=8, module__num_layers=1, module__num_heads=2,
+            batch_size=64, max_epochs=2, device="cpu", verbose=0)
+
+
+@pytest.fixture(scope="module")
+def spec(specs_dir):
+    return load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"window": 20})
+
+
+@pytest.fixture(scope="module")
+def samples(spec, data_dir):
+    _, samples = load_samples(spec, SourceContext(data_dir=data_dir))
+    return samples.subset(np.flatnonzero(samples.labelled)[-300:])
+
+
+@pytest.fixture(scope="module")
+def pipe(samples):
+    net = ForecastRegressor(**TINY, seed=3)
+    return Pipeline([("scale", WindowScaler()), ("net", net)]).fit(samples.X, samples.y)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_export_round_trip_matches_eager(pipe, samples, tmp_path, fmt):
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    windows = raw_windows(samples.X[-17:])  # a batch size other than the export example's
+    info = export_pipeline(pipe, fmt, tmp_path, windows, atol=1e-4)
+    assert (tmp_path / FORMATS[fmt]).is_file()
+    assert 0 <= info["max_abs_diff"] <= 1e-4 and info["checked_samples"] == 17
+    assert json.loads((tmp_path / "export.json").read_text())[fmt]["window"] == 20
+    # the exported graph (scaler + net) gives the pipeline's own predictions
+    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-5:])
+    mu, sigma = load_exported(tmp_path / FORMATS[fmt])(raw_windows(samples.X[-5:]))
+    np.testing.assert_allclose(mu, mu_ref, atol=1e-4)
+    np.testing.assert_allclose(sigma, sigma_ref, atol=1e-4)
+
+
+def test_serving_model_prefers_a_checked_export(pipe, samples, tmp_path):
+    eager = serving_model(tmp_path, pipe)
+    assert eager.kind == "eager"
+    export_pipeline(pipe, "torchscript", tmp_path / "export", raw_windows(samples.X[-8:]))
+    served = serving_model(tmp_path, pipe)
+    assert served.kind == "torchscript"
+    mu, sigma = served.predict_dist(samples.X[-3:])
+    mu_ref, sigma_ref = eager.predict_dist(samples.X[-3:])
+    np.testing.assert_allclose(mu, mu_ref, atol=1e-5)
+    np.testing.assert_allclose(sigma, sigma_ref, atol=1e-5)
+
+
+def test_export_refuses_unknown_format(pipe, samples, tmp_path):
+    with pytest.raises(CbiError, match="unknown export format"):
+        export_pipeline(pipe, "tflite", tmp_path, raw_windows(samples.X[-2:]))
+
+
+def test_scaled_module_is_the_pipeline(pipe, samples):
+    mu_ref, _ = predict_dist(pipe, samples.X[-4:])
+    with torch.inference_mode():
+        mu, _ = scaled_module(pipe)(torch.from_numpy(raw_windows(samples.X[-4:])))
+    np.testing.assert_allclose(mu.numpy(), mu_ref, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# warm start and refit_every in the walk-forward loop
+
+def _fold_spec(spec, **validation):
+    return spec.model_copy(update={"validation": spec.validation.model_copy(update={
+        "n_splits": 3, "test_size": 40, **validation})})
+
+
+def test_warm_start_from_copies_weights(pipe, samples):
+    net = ForecastRegressor(**TINY, seed=9)
+    net.warm_start_from(pipe[-1], max_epochs=1)
+    assert net.warm_start and net.max_epochs == 1
+    for a, b in zip(net.module_.state_dict().values(), pipe[-1].module_.state_dict().values(),
+                    strict=True):
+        torch.testing.assert_close(a, b)
+    X = WindowScaler().fit_transform(samples.X)
+    net.fit(X, samples.y)  # continues from the copied weights
+    assert len(net.history) == 1
+
+
+def test_warm_start_fold_starts_from_previous_fold(spec, samples, monkeypatch):
+    starts = []
+    original = ForecastRegressor.warm_start_from
+
+    def spy(self, other, max_epochs=None):
+        starts.append({k: v.clone() for k, v in other.module_.state_dict().items()})
+        out = original(self, other, max_epochs)
+        first = next(iter(self.module_.state_dict()))
+        torch.testing.assert_close(self.module_.state_dict()[first], starts[-1][first])
+        return out
+
+    monkeypatch.setattr(ForecastRegressor, "warm_start_from", spy)
+    fits = []
+    fold_nets = []
+    real_fit = Pipeline.fit
+
+    def counting_fit(self, X, y=None, **kw):
+        fits.append(len(X))
+        out = real_fit(self, X, y, **kw)
+        fold_nets.append(self[-1])
+        return out
+
+    monkeypatch.setattr(Pipeline, "fit", counting_fit)
+    net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
+    preds, seconds = backtest_mod.backtest(
+        _fold_spec(spec, warm_start=True, warm_epochs=1), samples, {"model": net})
+    assert len(fits) == 3 and len(starts) == 2
+    # fold 2 started from fold 1's final weights
+    first_fold_state = fold_nets[0].module_.state_dict()
+    for key, value in starts[0].items():
+        torch.testing.assert_close(value, first_fold_state[key])
+    assert [len(n.history) for n in fold_nets[1:]] == [1, 1]  # warm_epochs
+    assert all(np.isfinite(p.mu).all() for p in preds)
+
+
+def test_refit_every_fits_fewer_times(spec, samples, monkeypatch):
+    fits = []
+    real_fit = Pipeline.fit
+
+    def counting_fit(self, X, y=None, **kw):
+        fits.append(len(X))
+        return real_fit(self, X, y, **kw)
+
+    monkeypatch.setattr(Pipeline, "fit", counting_fit)
+    net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
+    preds, seconds = backtest_mod.backtest(_fold_spec(spec, refit_every=2), samples,
+                                           {"model": net})
+    assert len(fits) == 2  # folds 0 and 2 of 3
+    assert seconds["model"][1] == 0.0 and len(seconds["model"]) == 3
+    assert sorted({p.fold for p in preds}) == [0, 1, 2]
+    # fold 1 is predicted by fold 0's model: the same model on fold 1's windows
+    assert all(np.isfinite(p.mu).all() and (p.sigma > 0).all() for p in preds)
+
+
+def test_validation_keys_default_to_cold_refits(spec):
+    assert spec.validation.warm_start is False and spec.validation.refit_every == 1
+    assert spec.validation.warm_epochs is None
+
+
+# ---------------------------------------------------------------------------
+# precision
+
+@pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
+def test_precision_option_gives_finite_predictions(samples, precision):
+    if precision == "bf16" and not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    X = WindowScaler().fit_transform(samples.X)
+    reg = ForecastRegressor(**{**TINY, "max_epochs": 1}, precision=precision).fit(X, samples.y)
+    expected = resolve_precision(precision, torch.device("cpu"))
+    assert reg.precision_ == expected
+    assert expected in ("fp32", "bf16")
+    mu, sigma = reg.predict_dist(X[-6:])
+    assert mu.dtype == np.float32 and np.isfinite(mu).all() and (sigma > 0).all()
+
+
+def test_auto_precision_on_cpu_follows_native_bf16():
+    got = resolve_precision("auto", torch.device("cpu"))
+    assert got == ("bf16" if cpu_supports_bf16() else "fp32")
