@@ -24,7 +24,12 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CbiError(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_epochs=3")
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise CbiError(f"--set {key.strip()}: the value is not plain YAML ({problem}); "
+                           "quote it or write a number, string, list or mapping") from None
     return out
 
 

@@ -66,7 +66,9 @@ def run_cli(args: list[str]) -> int:
 
 
 def subprocess_cli(args: list[str], env: dict | None = None, **kw) -> subprocess.Popen:
-    full_env = {**os.environ, **(env or {})}
+    # one intra-op thread: on a busy two-core machine torch's spinning threads make a
+    # tiny net several times slower; every run compared with another uses the same setting
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "cbi_toolkit.cli", *args], env=full_env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
