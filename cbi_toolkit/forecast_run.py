@@ -153,15 +153,21 @@ def sink_for(spec: Spec, override: str | None):
 
 
 def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path,
-               sink=None) -> None:
-    """Upsert the forecasts; on failure keep them in the run folder and name ``--sink-only``."""
+               sink=None, kept: Path | None = None) -> None:
+    """Upsert the forecasts; on failure keep them in the run folder and name ``--sink-only``
+    (``kept``: where forecasts other than the run's own forecasts.csv were saved)."""
     sink = sink if sink is not None else sink_for(spec, override)
     try:
         n = sink.write(forecasts)
     except SinkError as exc:
+        if kept is not None:
+            raise SinkError(f"{exc} -- the forecasts are kept in {kept}") from None
         set_status(run_dir, "sink_failed", error=str(exc))
         raise SinkError(f"{exc} -- the forecasts are kept in {run_dir / 'forecasts.csv'}; write "
                         f"them later with `cbi-run --sink-only {run_dir}`") from None
+    if kept is not None:
+        print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
+        return
     print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
     (run_dir / "sink.json").write_text(json.dumps({"written": n, "sink": str(override or
                                                    spec.sink.model_dump())}))
@@ -355,7 +361,7 @@ def predict_run(args: argparse.Namespace) -> int:
     if not meta.get("gate_passed", False):
         print(f"the run failed its deploy gate; forecasts kept in {out}, not written to the sink")
         return GATE_FAILED
-    write_sink(spec, args.sink, forecasts, path)
+    write_sink(spec, args.sink, forecasts, path, kept=out)
     return 0
 
 

@@ -204,6 +204,7 @@ def test_interrupted_and_killed_run_resumes_to_the_same_result(small, reference,
     scanned, found = secrets_in([run_dir, tmp_path / "f.duckdb"],
                                 [out1, err1, out2, err2, out3, err3])
     assert scanned >= 15 and not found, found
+    print(f"credential scan: {scanned} files and 6 outputs, no planted secret")
     # a finished run has nothing to resume
     assert run_cli(["--resume", str(run_dir), "--data-dir", str(data)]) == 0
 
