@@ -346,7 +346,12 @@ def _format_error(exc: ValidationError, source: str, lines: dict[tuple, int]) ->
     elif "input" in err and err["type"] not in ("value_error", "assertion_error"):
         msg += f"; got {_short(err['input'])}"
     more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-    return f"{where}: {msg}{more}"
+    return one_line(f"{where}: {msg}{more}")
+
+
+def one_line(text: str) -> str:
+    """Keys and values from a spec may hold line breaks; a message never does."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _walk(raw_loc: tuple) -> tuple[tuple[str, ...], Any]:
