@@ -256,3 +256,23 @@ def test_unwritable_run_folder_is_refused_before_training(small, tmp_path, capsy
     finally:
         if where == "full-disk":
             subprocess.run(["umount", str(tmp_path / "full")], check=False)
+
+
+def test_bigquery_down_keeps_forecasts_for_sink_only(reference, tmp_path, capsys):
+    """The same path for BigQuery: an endpoint that refuses connections (a closed
+    local port) fails within its retry deadline and names --sink-only."""
+    import socket
+
+    _, ref_dir, *_ = reference
+    run_dir = tmp_path / ref_dir.name
+    shutil.copytree(ref_dir, run_dir)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"bigquery://cbi-test/down?api_endpoint=http://127.0.0.1:{port}&retry_deadline_s=2"
+    capsys.readouterr()
+    assert run_cli(["--sink-only", str(run_dir), "--sink", url]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bigquery sink" in err[0] and f"--sink-only {run_dir}" in err[0]
+    assert status(run_dir)["state"] == "sink_failed"
+    assert (run_dir / "forecasts.csv").is_file()
