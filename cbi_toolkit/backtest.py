@@ -54,7 +54,9 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
     warm_epochs = getattr(spec.validation, "warm_epochs", None)
     for k, (train, test) in enumerate(folds):
         d = samples.dates
-        done = load_fold(checkpoint_dir, k) if checkpoint_dir is not None else None
+        # warm_start chains each fold's net to the previous fold's weights, which the fold
+        # checkpoint does not hold: a resumed warm-started backtest refits from fold 0
+        done = load_fold(checkpoint_dir, k) if checkpoint_dir is not None and not warm else None
         if done is not None:
             log.info("fold %d/%d: loaded from its checkpoint", k + 1, len(folds))
             preds.extend(done[0])
@@ -69,16 +71,19 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
                  f"{d[train[0]]:%Y-%m-%d}", f"{d[train[-1]]:%Y-%m-%d}", len(train),
                  f"{d[test[0]]:%Y-%m-%d}", f"{d[test[-1]]:%Y-%m-%d}", len(test), spec.gap)
         for name, proto in models.items():
-            # a fold resumed from its checkpoint left no fitted model: refit then
             if k % refit_every == 0 or name not in fitted:
+                # after folds loaded from checkpoints no model is fitted yet: fit the one an
+                # uninterrupted run would use, on the training set of its refit fold
+                base = k - k % refit_every
                 est = clone(proto)
                 if warm and name in fitted and hasattr(est[-1], "warm_start_from"):
                     est[-1].warm_start_from(fitted[name][-1], warm_epochs)
                 if checkpoint_dir is not None:
-                    with_epoch_checkpoint(est, checkpoint_dir / f"fit-{k}-{name}")
+                    with_epoch_checkpoint(est, checkpoint_dir / f"fit-{base}-{name}")
                 start = time.perf_counter()
-                est.fit(samples.X[train], samples.y[train])
-                fold_seconds[name] = time.perf_counter() - start
+                fit_rows = folds[base][0]
+                est.fit(samples.X[fit_rows], samples.y[fit_rows])
+                fold_seconds[name] = time.perf_counter() - start if base == k else 0.0
                 fitted[name] = est
             else:  # refit_every > 1: the last fitted model (older data only) predicts
                 est = fitted[name]
@@ -91,7 +96,8 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
         if checkpoint_dir is not None:
             save_fold(checkpoint_dir, k, fold_preds, fold_seconds)
             for name in models:
-                shutil.rmtree(checkpoint_dir / f"fit-{k}-{name}", ignore_errors=True)
+                shutil.rmtree(checkpoint_dir / f"fit-{k - k % refit_every}-{name}",
+                              ignore_errors=True)
         preds.extend(fold_preds)
         for name, seconds in fold_seconds.items():
             fit_seconds[name].append(seconds)

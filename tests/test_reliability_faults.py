@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -276,3 +277,45 @@ def test_bigquery_down_keeps_forecasts_for_sink_only(reference, tmp_path, capsys
     assert len(err) == 1 and "bigquery sink" in err[0] and f"--sink-only {run_dir}" in err[0]
     assert status(run_dir)["state"] == "sink_failed"
     assert (run_dir / "forecasts.csv").is_file()
+
+
+@pytest.mark.parametrize("validation", [{"n_splits": 3, "refit_every": 2},
+                                        {"n_splits": 3, "warm_start": True, "warm_epochs": 1}])
+def test_resumed_backtest_with_refit_every_or_warm_start_is_unchanged(small, tmp_path,
+                                                                       validation):
+    """Folds that reuse (refit_every) or continue from (warm_start) an earlier fold's
+    model: a backtest resumed after fold 0 gives the same predictions."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # speed on a busy 2-core machine; both backtests use it
+    try:
+        _compare_resumed_backtest(small, tmp_path, validation)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _compare_resumed_backtest(small, tmp_path, validation):
+    from cbi_toolkit.backtest import backtest, labelled_samples
+    from cbi_toolkit.pipeline import build_baselines, build_pipeline
+    from cbi_toolkit.runs import prepare
+    from cbi_toolkit.spec import load_spec
+
+    data, spec_path, _ = small
+    spec = load_spec(spec_path, overrides={"validation": validation,
+                                           "training.max_epochs": 1})
+    _, samples = prepare(spec, str(data))
+    labelled = labelled_samples(samples)
+
+    def models():
+        return {"model": build_pipeline(spec, verbose=0), **build_baselines()}
+
+    full, _ = backtest(spec, labelled, models(), checkpoint_dir=tmp_path / "a")
+    for k in (1, 2):                                    # killed during fold 1 (reuses fold 0's)
+        (tmp_path / "a" / f"fold-{k}.json").unlink()
+    resumed, _ = backtest(spec, labelled, models(), checkpoint_dir=tmp_path / "a")
+    assert len(full) == len(resumed)
+    for a, b in zip(full, resumed, strict=True):
+        assert (a.model, a.fold, a.horizon) == (b.model, b.fold, b.horizon)
+        np.testing.assert_array_equal(a.mu, b.mu)
+        np.testing.assert_array_equal(a.sigma, b.sigma)
