@@ -96,6 +96,16 @@ class SearchConfig(BaseModel):
     dask: DaskConfig | None = None
     output: str | None = Field(None, description="default: <runs_dir>/search/<name>")
 
+    @field_validator("output")
+    @classmethod
+    def _output_inside(cls, value: str | None) -> str | None:
+        # a grid file may not write outside the working directory; --output may
+        if value is not None:
+            from cbi_toolkit.spec import check_output_path
+
+            check_output_path(value, "output")
+        return value
+
     @field_validator("grid")
     @classmethod
     def _not_empty(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:

@@ -99,6 +99,9 @@ FeatureItem = str | dict[str, dict[str, Any] | None]
 DEFAULT_FEATURES: list[FeatureItem] = list(FEATURES)
 
 
+_CLI_FLAG = {"runs_dir": "--runs-dir", "sink.path": "--sink duckdb:///PATH", "output": "--output"}
+
+
 def check_output_path(value: str, key: str) -> str:
     """Refuse an output path from a spec that would leave the working directory:
     absolute, ``~``, or with a ``..`` part. Paths given on the command line
@@ -108,7 +111,7 @@ def check_output_path(value: str, key: str) -> str:
             or PureWindowsPath(value).drive):
         raise ValueError(f"{key} {value!r} would write outside the working directory; use a "
                          f"relative path without '..', or choose the place on the command line "
-                         f"({'--runs-dir' if key == 'runs_dir' else '--sink duckdb:///PATH'})")
+                         f"({_CLI_FLAG.get(key, '--' + key)})")
     return value
 
 

@@ -236,3 +236,21 @@ def test_planted_credentials_reach_no_artifact_or_log(live, data_dir, tmp_path, 
                                 if s in t]
     assert not leaks, leaks                             # ... and written nowhere
     print(f"credential scan: {len(files)} files, stdout, stderr and log, no planted secret")
+
+
+@pytest.mark.parametrize("output", ["../elsewhere", "/tmp/cbi-grid-out", "~/grid"])
+def test_grid_output_from_a_file_cannot_leave_the_working_dir(specs_dir, tmp_path, capsys,
+                                                              output):
+    """A grid file's `output:` is a spec-given output path too (cbi-grid --output may
+    point anywhere)."""
+    import yaml
+
+    from cbi_toolkit.search import main as grid_main
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"base": str(specs_dir / "zl_1m_quick.yaml"), "name": "g",
+                                    "grid": {"training.lr": [0.001, 0.01]}, "output": output}))
+    assert grid_main([str(grid)]) == 2
+    err = capsys.readouterr().err
+    assert "outside the working directory" in err and "--output" in err
+    assert "Traceback" not in err and not Path(output).expanduser().exists()
