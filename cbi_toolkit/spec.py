@@ -61,7 +61,16 @@ class TrainingConfig(_Strict):
     valid_fraction: float = Field(0.1, gt=0, lt=0.5)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
+    threads: Literal["auto"] | int | None = Field(
+        None, description="torch intra-op threads while training: a number, auto, or torch's default")
     seed: int = 0
+
+    @field_validator("threads")
+    @classmethod
+    def _positive_threads(cls, threads: Any) -> Any:
+        if isinstance(threads, int) and threads < 1:
+            raise ValueError("threads must be a positive integer, 'auto' or null")
+        return threads
 
 
 class ValidationConfig(_Strict):

@@ -5,6 +5,7 @@ No timings here: speed lives in bench/."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -188,3 +189,35 @@ def test_precision_option_gives_finite_predictions(samples, precision):
 def test_auto_precision_on_cpu_follows_native_bf16():
     got = resolve_precision("auto", torch.device("cpu"))
     assert got == ("bf16" if cpu_supports_bf16() else "fp32")
+
+
+# ---------------------------------------------------------------------------
+# threads
+
+def test_threads_setting_is_applied_during_fit_and_restored(samples, monkeypatch):
+    from cbi_toolkit.models import device
+
+    seen = []
+    saved = torch.get_num_threads()
+    real = ForecastRegressor.partial_fit
+
+    def spy(self, *a, **kw):
+        seen.append(torch.get_num_threads())
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(ForecastRegressor, "partial_fit", spy)
+    X = WindowScaler().fit_transform(samples.X)
+    ForecastRegressor(**{**TINY, "max_epochs": 1}, threads=1).fit(X, samples.y)
+    assert seen == [1] and torch.get_num_threads() == saved
+    assert 1 <= device.resolve_threads("auto") <= (os.cpu_count() or 1)
+    assert device.resolve_threads(None) is None
+    with pytest.raises(ValueError):
+        device.resolve_threads(0)
+
+
+def test_spec_threads_reaches_the_regressor(spec):
+    from cbi_toolkit.pipeline import build_pipeline
+
+    s = spec.model_copy(update={"training": spec.training.model_copy(update={"threads": "auto"})})
+    assert build_pipeline(s, verbose=0)[-1].threads == "auto"
+    assert build_pipeline(spec, verbose=0)[-1].threads is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -78,3 +81,40 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError("precision 'bf16' was asked for but this CPU has no native bf16 "
                          f"(capability {torch.backends.cpu.get_cpu_capability()}); use fp32 or auto")
     return precision
+
+
+def resolve_threads(threads: int | str | None) -> int | None:
+    """Intra-op threads for training: ``None`` leaves torch's setting, an int sets it,
+    ``auto`` takes the cores not already busy (``cpu_count - loadavg``, at least 1).
+
+    On a shared 2-core machine under load, 2 OpenMP threads were measured up to
+    ~10x slower than 1 (the threads wait on each other at every LSTM step); see
+    docs/performance.md.
+    """
+    if threads is None:
+        return None
+    if threads == "auto":
+        n = os.cpu_count() or 1
+        try:
+            busy = os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - no loadavg (Windows)
+            return n
+        return max(1, min(n, int(n - busy + 0.5)))
+    n = int(threads)
+    if n < 1:
+        raise ValueError(f"threads must be a positive integer, 'auto' or None, got {threads!r}")
+    return n
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | str | None):
+    """Run the block with ``resolve_threads(threads)`` intra-op threads, then restore."""
+    n = resolve_threads(threads)
+    saved = torch.get_num_threads()
+    if n is not None and n != saved:
+        torch.set_num_threads(n)
+    try:
+        yield n or saved
+    finally:
+        if n is not None and n != saved:
+            torch.set_num_threads(saved)

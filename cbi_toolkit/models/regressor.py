@@ -32,7 +32,7 @@ from skorch.callbacks import Callback, EarlyStopping
 
 from cbi_toolkit.errors import ArtifactError, CbiError
 from cbi_toolkit.features.windows import Windows, as_windows
-from cbi_toolkit.models.device import AMP_DTYPES, resolve_device, resolve_precision
+from cbi_toolkit.models.device import AMP_DTYPES, resolve_device, resolve_precision, torch_threads
 from cbi_toolkit.models.network import ForecastNet
 
 WEIGHTS_FILE = "weights.safetensors"
@@ -265,7 +265,7 @@ class ForecastRegressor(NeuralNetRegressor):
                  grad_clip: float | None = 1.0, warmup: float = 0.1,
                  valid_fraction: float = 0.1, valid_gap: int = 0, train_split="tail",
                  device: str = "auto", precision: str = "fp32", seed: int = 0,
-                 verbose: int = 1, **kwargs):
+                 threads: int | str | None = None, verbose: int = 1, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
                          batch_size=batch_size, max_epochs=max_epochs,
                          train_split=train_split, device=device, verbose=verbose, **kwargs)
@@ -277,6 +277,7 @@ class ForecastRegressor(NeuralNetRegressor):
         self.valid_gap = valid_gap
         self.precision = precision
         self.seed = seed
+        self.threads = threads
 
     # -- callbacks ------------------------------------------------------
     @property
@@ -451,12 +452,13 @@ class ForecastRegressor(NeuralNetRegressor):
         X, y = check_inputs(X, y)
         self.n_features_in_ = X.values.shape[1]
         self.n_horizons_ = y.shape[1]
-        if not self.warm_start or not self.initialized_:
-            torch.manual_seed(int(self.seed))
-            self.initialize()
-        else:  # warm start: keep the weights, refit the target statistics on this data
-            self.target_stats_set_ = False
-        self.partial_fit(X, y, **fit_params)
+        with torch_threads(self.threads):
+            if not self.warm_start or not self.initialized_:
+                torch.manual_seed(int(self.seed))
+                self.initialize()
+            else:  # warm start: keep the weights, refit the target statistics on this data
+                self.target_stats_set_ = False
+            self.partial_fit(X, y, **fit_params)
         return self
 
     def warm_start_from(self, other: ForecastRegressor, max_epochs: int | None = None
@@ -530,6 +532,9 @@ def regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,
         precision=training_cfg.precision,
         seed=training_cfg.seed,
     )
+    threads = getattr(training_cfg, "threads", None)
+    if threads is not None:
+        params["threads"] = threads
     if n_horizons is not None:
         params["module__n_horizons"] = int(n_horizons)
     params.update(overrides)
