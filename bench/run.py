@@ -198,7 +198,9 @@ def bench_training(spec, samples, quick: bool, threads: list[int]) -> dict:
     variants = {}
     for th in threads:
         for p in precisions:
-            variants[f"plain_{p}_t{th}"] = PlainLoop(X, samples.y, spec, p, batches, th)
+            # other thread counts: one batch a round (on a loaded machine they can be very slow)
+            variants[f"plain_{p}_t{th}"] = PlainLoop(X, samples.y, spec, p,
+                                                     batches if th == threads[0] else 1, th)
             if th == threads[0]:
                 variants[f"toolkit_{p}_t{th}"] = ToolkitFit(spec, samples, p, batches, th)
     for fn in variants.values():  # warm-up: oneDNN primitives for every shape

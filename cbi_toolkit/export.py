@@ -126,14 +126,15 @@ def load_exported(path: Path):
     return run_ts
 
 
-def eager_callable(module: nn.Module):
-    """The eager module under ``torch.inference_mode``, as ``windows -> (mu, sigma)``."""
+def eager_callable(module: nn.Module, bf16: bool = False):
+    """The eager module under ``torch.inference_mode`` (and bf16 autocast if asked),
+    as ``windows -> (mu, sigma)``."""
     module = module.eval()
 
     def run_eager(windows: np.ndarray):
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             mu, sigma = module(torch.from_numpy(np.asarray(windows, dtype=np.float32)))
-        return mu.numpy(), sigma.numpy()
+        return mu.float().numpy(), sigma.float().numpy()
 
     return run_eager
 
@@ -211,9 +212,16 @@ def serving_model(run_dir: str | Path, pipe) -> ServingModel:
     """The fastest way to forecast from a run: its exported ONNX model (with
     onnxruntime), else its TorchScript file, else the eager net in inference mode.
 
+    A model trained in bf16 on the CPU is served eagerly under bf16 autocast:
+    that is how the run itself forecast (same numbers), and it was measured
+    the fastest path on a CPU with native bf16 (docs/performance.md).
     An export is used only if its recorded check passed and it matches the
     saved model's window and feature count.
     """
+    net = pipe.named_steps["net"]
+    if getattr(net, "precision_", "fp32") == "bf16" and getattr(net, "device_", None) is not None \
+            and net.device_.type == "cpu":
+        return ServingModel(eager_callable(scaled_module(pipe), bf16=True), "eager_bf16")
     export_dir = Path(run_dir) / EXPORT_DIR
     infos = {}
     if (export_dir / INFO_FILE).is_file():

@@ -221,3 +221,16 @@ def test_spec_threads_reaches_the_regressor(spec):
     s = spec.model_copy(update={"training": spec.training.model_copy(update={"threads": "auto"})})
     assert build_pipeline(s, verbose=0)[-1].threads == "auto"
     assert build_pipeline(spec, verbose=0)[-1].threads is None
+
+
+def test_bf16_model_is_served_as_it_forecast(samples, tmp_path):
+    if not cpu_supports_bf16():
+        pytest.skip("this CPU has no native bf16")
+    net = ForecastRegressor(**{**TINY, "max_epochs": 1}, precision="bf16")
+    pipe = Pipeline([("scale", WindowScaler()), ("net", net)]).fit(samples.X, samples.y)
+    served = serving_model(tmp_path, pipe)
+    assert served.kind == "eager_bf16"
+    mu, sigma = served.predict_dist(samples.X[-4:])
+    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-4:])
+    np.testing.assert_allclose(mu, mu_ref, atol=1e-6)
+    np.testing.assert_allclose(sigma, sigma_ref, atol=1e-6)
