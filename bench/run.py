@@ -464,6 +464,7 @@ def main(argv=None) -> int:
         "peak_rss_mb": round(max(rss_mb(), max((r["peak_rss_mb"] for r in
                                                 details.get("run_quick", {}).values()),
                                                default=0)), 1),
+        "bench_process_rss_mb": round(rss_mb(), 1),
         "train_setting": best,
         "forecast_path": fastest,
         "loadavg_end": os.getloadavg(),

@@ -85,11 +85,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 def resolve_threads(threads: int | str | None) -> int | None:
     """Intra-op threads for training: ``None`` leaves torch's setting, an int sets it,
-    ``auto`` takes the cores not already busy (``cpu_count - loadavg``, at least 1).
+    ``auto`` uses every core unless the machine is oversubscribed: with a
+    1-minute load average (which counts this process) of ``cpu_count + 1`` or
+    more it takes ``2 * cpu_count + 1 - load`` threads, at least 1.
 
-    On a shared 2-core machine under load, 2 OpenMP threads were measured up to
-    ~10x slower than 1 (the threads wait on each other at every LSTM step); see
-    docs/performance.md.
+    Measured on a shared 2-core machine (docs/performance.md): 2 threads beat 1
+    by ~1.5x at load 2.4, but were up to ~25x slower at load 4-6 (the OpenMP
+    threads wait on each other at every LSTM time step).
     """
     if threads is None:
         return None
@@ -99,7 +101,9 @@ def resolve_threads(threads: int | str | None) -> int | None:
             busy = os.getloadavg()[0]
         except (AttributeError, OSError):  # pragma: no cover - no loadavg (Windows)
             return n
-        return max(1, min(n, int(n - busy + 0.5)))
+        if busy < n + 1:
+            return n
+        return max(1, min(n, int(2 * n + 1 - busy)))
     n = int(threads)
     if n < 1:
         raise ValueError(f"threads must be a positive integer, 'auto' or None, got {threads!r}")
