@@ -234,3 +234,19 @@ def test_bf16_model_is_served_as_it_forecast(samples, tmp_path):
     mu_ref, sigma_ref = predict_dist(pipe, samples.X[-4:])
     np.testing.assert_allclose(mu, mu_ref, atol=1e-6)
     np.testing.assert_allclose(sigma, sigma_ref, atol=1e-6)
+
+
+def test_cbi_export_cli_on_a_saved_run(pipe, spec, samples, data_dir, tmp_path, capsys):
+    from cbi_toolkit.artifacts import save_pipeline
+    from cbi_toolkit.export import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.yaml").write_text(spec.to_yaml())
+    save_pipeline(pipe, run / "model", meta={"feature_names": samples.feature_names})
+    assert main([str(run), "--format", "torchscript", "--data-dir", str(data_dir)]) == 0
+    assert "max |exported - eager|" in capsys.readouterr().out
+    info = json.loads((run / "export" / "export.json").read_text())["torchscript"]
+    assert info["checked_samples"] == 64 and info["max_abs_diff"] <= 1e-4
+    assert serving_model(run, pipe).kind == "torchscript"
+    assert main([str(tmp_path / "missing"), "--data-dir", str(data_dir)]) == 2
