@@ -250,3 +250,24 @@ def test_cbi_export_cli_on_a_saved_run(pipe, spec, samples, data_dir, tmp_path, 
     assert info["checked_samples"] == 64 and info["max_abs_diff"] <= 1e-4
     assert serving_model(run, pipe).kind == "torchscript"
     assert main([str(tmp_path / "missing"), "--data-dir", str(data_dir)]) == 2
+
+
+def test_warm_start_with_fold_checkpoints(spec, samples, tmp_path, monkeypatch):
+    starts = []
+    original = ForecastRegressor.warm_start_from
+
+    def spy(self, other, max_epochs=None):
+        starts.append(other)
+        return original(self, other, max_epochs)
+
+    monkeypatch.setattr(ForecastRegressor, "warm_start_from", spy)
+    net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
+    s = _fold_spec(spec, warm_start=True, warm_epochs=1)
+    preds, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
+    assert len(starts) == 2 and all(np.isfinite(p.mu).all() for p in preds)
+    # fold checkpoints do not hold the weights a warm start chains on: a resumed
+    # warm-started backtest refits from fold 0 and gives the same predictions
+    again, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
+    assert len(starts) == 4
+    for a, b in zip(preds, again, strict=True):
+        np.testing.assert_allclose(a.mu, b.mu)
