@@ -51,7 +51,7 @@ def plot_coverage(summary: pd.DataFrame, path: Path, model: str = "model") -> Pa
                                       ("conformal_coverage_80", "conformal 80%"),
                                       ("coverage_95", "Gaussian 95%"),
                                       ("conformal_coverage_95", "conformal 95%")]):
-        ax.bar(x + (i - 1.5) * 0.2, rows[col].fillna(0), width=0.2, label=label)
+        ax.bar(x + (i - 1.5) * 0.2, rows[col].to_numpy(), width=0.2, label=label)  # NaN: no bar
     for nominal in (0.8, 0.95):
         ax.axhline(nominal, color="k", ls="--", lw=0.8)
     ax.set_xticks(x, rows["horizon"])
