@@ -7,7 +7,6 @@ sha256 of every file; loading refuses any file whose checksum differs.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,9 @@ from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.errors import ArtifactError
 from cbi_toolkit.features.windows import WindowScaler
-from cbi_toolkit.models.regressor import load_regressor, save_regressor
+from cbi_toolkit.models.regressor import load_regressor, save_regressor, sha256_file
 
 MANIFEST = "manifest.json"
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def save_pipeline(pipe: Pipeline, directory: Path, meta: dict[str, Any]) -> Path:

@@ -100,11 +100,15 @@ class FoldPrediction:
     dates: pd.DatetimeIndex
 
 
-def score(pred: FoldPrediction, rw_mae: float, conformal: dict[float, float] | None) -> dict:
-    """All metrics of one model/fold/horizon. ``rw_mae`` is the random walk's
-    price MAE on the same fold; ``conformal`` maps level -> scale (or None)."""
+def score(pred: FoldPrediction, conformal: dict[float, float] | None = None) -> dict:
+    """All metrics of one model/fold/horizon; ``conformal`` maps level -> scale (or None).
+
+    MASE divides by the random walk's MAE on the same origins: it predicts no
+    change, so its error is |P[t+h] - P[t]| and needs no prediction of its own.
+    """
     actual = pred.price * np.exp(pred.y)
     predicted = pred.price * np.exp(pred.mu)
+    rw_mae = mae(actual, pred.price)
     acc, n_dir = direction_accuracy(pred.y, pred.mu)
     row = {
         "model": pred.model, "fold": pred.fold, "horizon": pred.horizon, "n": len(pred.y),
@@ -129,14 +133,11 @@ def score(pred: FoldPrediction, rw_mae: float, conformal: dict[float, float] | N
     return row
 
 
-def score_folds(preds: list[FoldPrediction], reference: str = "random_walk") -> pd.DataFrame:
+def score_folds(preds: list[FoldPrediction]) -> pd.DataFrame:
     """One row per model, fold and horizon. Conformal coverage on fold k uses
     scales calibrated on the model's residuals from folds before k only."""
-    by_key = {(p.model, p.fold, p.horizon): p for p in preds}
     rows = []
     for p in sorted(preds, key=lambda p: (p.horizon, p.fold, p.model)):
-        rw = by_key[(reference, p.fold, p.horizon)]
-        rw_mae = mae(rw.price * np.exp(rw.y), rw.price * np.exp(rw.mu))
         earlier = [q for q in preds if q.model == p.model and q.horizon == p.horizon
                    and q.fold < p.fold]
         conformal = None
@@ -144,7 +145,7 @@ def score_folds(preds: list[FoldPrediction], reference: str = "random_walk") -> 
             y, mu, sigma = (np.concatenate([getattr(q, a) for q in earlier])
                             for a in ("y", "mu", "sigma"))
             conformal = {lv: conformal_scale(y, mu, sigma, lv) for lv in LEVELS}
-        rows.append(score(p, rw_mae, conformal))
+        rows.append(score(p, conformal))
     return pd.DataFrame(rows)
 
 

@@ -165,10 +165,9 @@ def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_di
         set_status(run_dir, "sink_failed", error=str(exc))
         raise SinkError(f"{exc} -- the forecasts are kept in {run_dir / 'forecasts.csv'}; write "
                         f"them later with `cbi-run --sink-only {run_dir}`") from None
-    if kept is not None:
-        print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
-        return
     print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
+    if kept is not None:
+        return
     (run_dir / "sink.json").write_text(json.dumps({"written": n, "sink": str(override or
                                                    spec.sink.model_dump())}))
     set_status(run_dir, "done", sink_rows=n)
@@ -332,10 +331,7 @@ def _scales_from_meta(meta: dict) -> dict[str, dict[float, float]]:
 
 
 def load_run(run_dir: str, data_dir: str | None) -> tuple[Spec, Samples, object, dict, Path]:
-    path = Path(run_dir)
-    if not (path / "spec.yaml").is_file():
-        raise ArtifactError(f"{path}: no spec.yaml; is this a run folder (runs/<run_id>)?")
-    spec = load_spec(path / "spec.yaml")
+    path, spec, _ = _run_folder(run_dir)
     pipe, meta = load_pipeline(path / "model")
     report, samples = prepare(spec, data_dir)
     if samples.feature_names != meta["feature_names"]:
@@ -392,10 +388,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
             preds.append(FoldPrediction(name, 0, horizon, labelled.y[test, j], mu[:, j],
                                         sigma[:, j], labelled.price[test], labelled.dates[test]))
     scales = _scales_from_meta(meta)
-    rw = {p.horizon: p for p in preds if p.model == "random_walk"}
-    rows = [score(p, float(np.mean(np.abs(rw[p.horizon].price * np.exp(rw[p.horizon].y)
-                                           - rw[p.horizon].price))),
-                  scales[p.horizon] if p.model == MODEL else None) for p in preds]
+    rows = [score(p, scales[p.horizon] if p.model == MODEL else None) for p in preds]
     summary = summarise(pd.DataFrame(rows))
     for horizon in labelled.horizons:
         print(format_table(summary, horizon))

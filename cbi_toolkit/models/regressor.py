@@ -564,7 +564,7 @@ def _json_params(reg: ForecastRegressor) -> dict[str, Any]:
     return params
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -594,7 +594,7 @@ def save_regressor(reg: ForecastRegressor, directory: str | Path) -> Path:
         "n_features_in": int(reg.n_features_in_),
         "n_horizons": int(reg.n_horizons_),
         "weights": WEIGHTS_FILE,
-        "sha256": _sha256(weights),
+        "sha256": sha256_file(weights),
         "torch": torch.__version__,
     }
     (directory / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -621,7 +621,7 @@ def load_regressor(directory: str | Path, device: str | None = None) -> Forecast
     weights = directory / Path(meta["weights"]).name
     if not weights.is_file():
         raise ArtifactError(f"{weights} not found")
-    if _sha256(weights) != meta["sha256"]:
+    if sha256_file(weights) != meta["sha256"]:
         raise ArtifactError(f"{weights}: sha256 differs from the one recorded in {config}; "
                             "the weights file was changed or corrupted")
     params = dict(meta["params"])

@@ -12,7 +12,7 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from cbi_toolkit.errors import CbiError
-from cbi_toolkit.evaluation import FoldPrediction, mae, score
+from cbi_toolkit.evaluation import FoldPrediction, score
 from cbi_toolkit.spec import Spec
 
 #: Metrics of `evaluation.score` the scorer reports per horizon.
@@ -88,9 +88,8 @@ class ForecastScorer:
         y = np.asarray(y).reshape(len(price), -1)
         out: dict[str, float] = {}
         for j, horizon in enumerate(self.horizons):
-            rw_mae = mae(price * np.exp(y[:, j]), price)  # the random walk predicts no change
             row = score(FoldPrediction("model", 0, horizon, y[:, j], mu[:, j], sigma[:, j],
-                                       price, dates), rw_mae, None)
+                                       price, dates))
             out.update({f"{m}_{horizon}": float(row[m]) for m in METRICS})
         out["torch_threads"] = float(torch.get_num_threads())
         return out
