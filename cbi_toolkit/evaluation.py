@@ -13,25 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
-from sklearn.model_selection import TimeSeriesSplit
 
 from cbi_toolkit.targets import HORIZONS
 
 LEVELS = (0.80, 0.95)
-#: Display order: the model first, then the baselines.
-MODEL_ORDER = ("model", "random_walk", "drift", "ridge")
-
-
-def walk_forward(spec, n_samples: int | None = None) -> TimeSeriesSplit:
-    """Expanding-window folds with a gap of at least the longest horizon.
-
-    ``gap`` counts samples; origins are consecutive trading days, so it is at
-    least that many trading days.
-    """
-    test_size = spec.validation.test_size
-    if test_size is None and n_samples is not None:
-        test_size = max(1, (n_samples - spec.gap) // (spec.validation.n_splits + 1))
-    return TimeSeriesSplit(n_splits=spec.validation.n_splits, gap=spec.gap, test_size=test_size)
+#: Display order: the shipped model, the raw net, then the baselines.
+MODEL_ORDER = ("model", "net", "random_walk", "vol_random_walk", "garch", "drift", "auto_arima",
+               "auto_ets", "ridge")
 
 
 # -- point and interval metrics -------------------------------------------------
@@ -98,71 +86,149 @@ class FoldPrediction:
     sigma: np.ndarray
     price: np.ndarray
     dates: pd.DatetimeIndex
+    role: str = "test"  # "selection" or "test" (cbi_toolkit.walkforward)
 
 
-def score(pred: FoldPrediction, conformal: dict[float, float] | None = None) -> dict:
-    """All metrics of one model/fold/horizon; ``conformal`` maps level -> scale (or None).
+def interval_score(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> float:
+    """Mean interval score of central ``level`` intervals (Gneiting & Raftery 2007, eq. 43):
+    width plus 2/alpha times the distance by which y falls outside."""
+    alpha = 1 - level
+    return float(np.mean((upper - lower) + 2 / alpha * (lower - y) * (y < lower)
+                         + 2 / alpha * (y - upper) * (y > upper)))
+
+
+def _calibrated(pred: FoldPrediction, cal) -> dict[str, np.ndarray]:
+    """Per-origin arrays of a prediction under its calibration (None: uncalibrated):
+    sigma times the variance scale, and the conformal bounds per level (NaN without one)."""
+    c = cal.variance_scale if cal is not None else 1.0
+    out = {"sigma_cal": c * pred.sigma}
+    for level in LEVELS:
+        pct = int(round(level * 100))
+        scale = (cal.conformal if cal is not None else {}).get(level)
+        if scale is not None and np.isfinite(scale):
+            out[f"lo_{pct}"], out[f"hi_{pct}"] = interval(pred.mu, c * pred.sigma, level, scale)
+        else:
+            out[f"lo_{pct}"] = out[f"hi_{pct}"] = np.full(len(pred.y), np.nan)
+    return out
+
+
+def _metrics(y, mu, sigma, price, cal: dict[str, np.ndarray]) -> dict:
+    """Every metric of one model on a set of origins (pooled or one fold)."""
+    actual, predicted = price * np.exp(y), price * np.exp(mu)
+    rw_mae = mae(actual, price)
+    acc, n_dir = direction_accuracy(y, mu)
+    row = {"n": len(y), "mae": mae(actual, predicted), "mape": mape(actual, predicted),
+           "mase": mae(actual, predicted) / rw_mae if rw_mae > 0 else float("nan"),
+           "direction": acc, "direction_n": n_dir,
+           "crps": crps_gaussian(y, mu, sigma), "crps_cal": crps_gaussian(y, mu, cal["sigma_cal"])}
+    for level in LEVELS:
+        pct = int(round(level * 100))
+        lo, hi = interval(mu, sigma, level)
+        row[f"coverage_{pct}"] = coverage(y, lo, hi)
+        tail = (1 - level) / 2
+        row[f"pinball_{pct}"] = (pinball(y, lo, tail) + pinball(y, hi, 1 - tail)) / 2
+        lo_c, hi_c = cal[f"lo_{pct}"], cal[f"hi_{pct}"]
+        known = np.isfinite(lo_c)
+        row[f"conformal_coverage_{pct}"] = (coverage(y[known], lo_c[known], hi_c[known])
+                                            if known.any() else float("nan"))
+        row[f"interval_score_{pct}"] = (interval_score(y[known], lo_c[known], hi_c[known], level)
+                                        if known.any() else float("nan"))
+    return row
+
+
+def score(pred: FoldPrediction, cal=None) -> dict:
+    """All metrics of one model/fold/horizon; ``cal`` is its `Calibration` (or None).
 
     MASE divides by the random walk's MAE on the same origins: it predicts no
     change, so its error is |P[t+h] - P[t]| and needs no prediction of its own.
     """
-    actual = pred.price * np.exp(pred.y)
-    predicted = pred.price * np.exp(pred.mu)
-    rw_mae = mae(actual, pred.price)
-    acc, n_dir = direction_accuracy(pred.y, pred.mu)
-    row = {
-        "model": pred.model, "fold": pred.fold, "horizon": pred.horizon, "n": len(pred.y),
-        "start": pred.dates[0].date().isoformat(), "end": pred.dates[-1].date().isoformat(),
-        "mae": mae(actual, predicted), "mape": mape(actual, predicted),
-        "mase": mae(actual, predicted) / rw_mae if rw_mae > 0 else float("nan"),
-        "direction": acc, "direction_n": n_dir,
-        "crps": crps_gaussian(pred.y, pred.mu, pred.sigma),
-    }
-    for level in LEVELS:
-        pct = int(round(level * 100))
-        lo, hi = interval(pred.mu, pred.sigma, level)
-        row[f"coverage_{pct}"] = coverage(pred.y, lo, hi)
-        tail = (1 - level) / 2
-        row[f"pinball_{pct}"] = (pinball(pred.y, lo, tail) + pinball(pred.y, hi, 1 - tail)) / 2
-        scale = (conformal or {}).get(level)
-        if scale is not None and np.isfinite(scale):
-            lo_c, hi_c = interval(pred.mu, pred.sigma, level, scale)
-            row[f"conformal_coverage_{pct}"] = coverage(pred.y, lo_c, hi_c)
-        else:
-            row[f"conformal_coverage_{pct}"] = float("nan")
+    row = {"model": pred.model, "fold": pred.fold, "role": pred.role, "horizon": pred.horizon,
+           "start": pred.dates[0].date().isoformat(), "end": pred.dates[-1].date().isoformat()}
+    row.update(_metrics(pred.y, pred.mu, pred.sigma, pred.price, _calibrated(pred, cal)))
     return row
 
 
-def score_folds(preds: list[FoldPrediction]) -> pd.DataFrame:
-    """One row per model, fold and horizon. Conformal coverage on fold k uses
-    scales calibrated on the model's residuals from folds before k only."""
-    rows = []
-    for p in sorted(preds, key=lambda p: (p.horizon, p.fold, p.model)):
-        earlier = [q for q in preds if q.model == p.model and q.horizon == p.horizon
-                   and q.fold < p.fold]
-        conformal = None
-        if earlier:
-            y, mu, sigma = (np.concatenate([getattr(q, a) for q in earlier])
-                            for a in ("y", "mu", "sigma"))
-            conformal = {lv: conformal_scale(y, mu, sigma, lv) for lv in LEVELS}
-        rows.append(score(p, conformal))
+def calibrations(preds: list[FoldPrediction]) -> dict[tuple[str, str, int], object]:
+    """``{(model, horizon, fold): Calibration}`` from earlier folds only (None for the first)."""
+    from cbi_toolkit.calibration import calibration_for
+
+    return {(p.model, p.horizon, p.fold): calibration_for(preds, p.model, p.horizon, p.fold)
+            for p in preds}
+
+
+def score_folds(preds: list[FoldPrediction], cals: dict | None = None) -> pd.DataFrame:
+    """One row per model, fold and horizon. Calibration (variance scale, conformal
+    scales) of fold k comes from the model's residuals on earlier folds only
+    (`cbi_toolkit.calibration.calibration_folds`)."""
+    cals = calibrations(preds) if cals is None else cals
+    rows = [score(p, cals[(p.model, p.horizon, p.fold)])
+            for p in sorted(preds, key=lambda p: (HORIZONS[p.horizon], p.fold, p.model))]
     return pd.DataFrame(rows)
 
 
-SUMMARY_COLUMNS = ["mae", "mape", "mase", "direction", "direction_n", "coverage_80",
-                   "coverage_95", "conformal_coverage_80", "conformal_coverage_95",
-                   "pinball_80", "pinball_95", "crps"]
+def dm_lags(horizon: str, stride: int = 1) -> int:
+    """Newey-West lags for h-step errors scored every ``stride`` origins: the errors of
+    origins less than h trading days apart overlap."""
+    return max(0, int(np.ceil(HORIZONS[horizon] / stride)) - 1)
 
 
-def summarise(folds: pd.DataFrame) -> pd.DataFrame:
-    """Mean over folds per horizon and model (direction_n summed), with the fold
-    spread of MASE."""
-    agg = {c: "mean" for c in SUMMARY_COLUMNS}
-    agg["direction_n"] = "sum"
-    out = folds.groupby(["horizon", "model"], sort=False).agg(agg)
-    out["mase_std"] = folds.groupby(["horizon", "model"], sort=False)["mase"].std()
-    out["folds"] = folds.groupby(["horizon", "model"], sort=False)["fold"].nunique()
-    out = out.reset_index()
+def _reported(preds: list[FoldPrediction], role: str) -> list[FoldPrediction]:
+    """The predictions of folds of ``role``, or all when no fold has it."""
+    return [p for p in preds if p.role == role] or preds
+
+
+def summarise(preds: list[FoldPrediction], folds: pd.DataFrame | None = None,
+              role: str = "test", stride: int = 1, cals: dict | None = None) -> pd.DataFrame:
+    """Per horizon and model, the metrics pooled over every origin of the folds of
+    ``role`` (the reported span), beside the random walk on the same origins:
+    Diebold-Mariano tests on absolute and squared errors (``dm_p_abs``, ``dm_p_sq``;
+    ``dm_stat_abs > 0``: the model's errors are larger), direction with its base rate
+    and binomial p, CRPS (Gaussian, and calibrated) relative to the random walk with
+    a trailing-volatility band, and the fold spread of MASE."""
+    from cbi_toolkit.significance import diebold_mariano, direction_test
+
+    cals = calibrations(preds) if cals is None else cals
+    folds = score_folds(preds, cals) if folds is None else folds
+    chosen = _reported(preds, role)
+    rows = []
+    groups: dict[tuple[str, str], list[FoldPrediction]] = {}
+    for p in chosen:
+        groups.setdefault((p.horizon, p.model), []).append(p)
+    pooled = {}
+    for (horizon, model), items in groups.items():
+        items = sorted(items, key=lambda p: p.fold)
+        cal = [_calibrated(p, cals.get((p.model, p.horizon, p.fold))) for p in items]
+        arrays = {a: np.concatenate([getattr(p, a) for p in items])
+                  for a in ("y", "mu", "sigma", "price")}
+        arrays["dates"] = items[0].dates.append([p.dates for p in items[1:]])
+        arrays["cal"] = {k: np.concatenate([c[k] for c in cal]) for k in cal[0]}
+        pooled[(horizon, model)] = arrays
+    for (horizon, model), a in pooled.items():
+        row = {"horizon": horizon, "model": model}
+        row.update(_metrics(a["y"], a["mu"], a["sigma"], a["price"], a["cal"]))
+        row["start"], row["end"] = f"{a['dates'][0]:%Y-%m-%d}", f"{a['dates'][-1]:%Y-%m-%d}"
+        rw = pooled.get((horizon, "random_walk"))
+        lags = dm_lags(horizon, stride)
+        for loss, power in (("abs", 1), ("sq", 2)):
+            row[f"dm_stat_{loss}"] = row[f"dm_p_{loss}"] = float("nan")
+            if rw is not None and model != "random_walk" and len(rw["y"]) == len(a["y"]):
+                actual = a["price"] * np.exp(a["y"])
+                dm = diebold_mariano(np.abs(actual - a["price"] * np.exp(a["mu"])) ** power,
+                                     np.abs(actual - a["price"]) ** power, HORIZONS[horizon],
+                                     lags=lags)
+                row[f"dm_stat_{loss}"], row[f"dm_p_{loss}"] = dm.stat, dm.p_value
+        d = direction_test(a["y"], a["mu"])
+        row["direction_base"], row["direction_p"] = d.base_rate, d.p_value
+        vol = pooled.get((horizon, "vol_random_walk"))
+        row["crps_rel_vol"] = (row["crps_cal"] / crps_gaussian(vol["y"], vol["mu"],
+                                                                vol["cal"]["sigma_cal"])
+                               if vol is not None else float("nan"))
+        in_role = folds[(folds["horizon"] == horizon) & (folds["model"] == model)
+                        & folds["fold"].isin({p.fold for p in chosen})]
+        row["mase_std"] = float(in_role["mase"].std()) if len(in_role) > 1 else float("nan")
+        row["folds"] = int(in_role["fold"].nunique())
+        rows.append(row)
+    out = pd.DataFrame(rows)
     order = {name: i for i, name in enumerate(MODEL_ORDER)}
     out["_order"] = out["model"].map(lambda m: order.get(m, len(order)))
     out["_h"] = out["horizon"].map(HORIZONS)
@@ -170,15 +236,61 @@ def summarise(folds: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
+def dm_table(preds: list[FoldPrediction], model: str = "model", role: str = "test",
+             stride: int = 1) -> pd.DataFrame:
+    """The model against every other model per horizon on the pooled origins of ``role``:
+    Diebold-Mariano statistic and p on absolute and squared price errors."""
+    from cbi_toolkit.significance import diebold_mariano
+
+    chosen = _reported(preds, role)
+    rows = []
+    for horizon in sorted({p.horizon for p in chosen}, key=HORIZONS.__getitem__):
+        def errors(name, horizon=horizon):
+            items = sorted((p for p in chosen if p.model == name and p.horizon == horizon),
+                           key=lambda p: p.fold)
+            if not items:
+                return None
+            y, mu, price = (np.concatenate([getattr(p, a) for p in items])
+                            for a in ("y", "mu", "price"))
+            return price * np.exp(y) - price * np.exp(mu)
+        mine = errors(model)
+        if mine is None:
+            continue
+        for other in sorted({p.model for p in chosen} - {model},
+                            key=lambda m: MODEL_ORDER.index(m) if m in MODEL_ORDER else 99):
+            theirs = errors(other)
+            if theirs is None or len(theirs) != len(mine):
+                continue
+            row = {"horizon": horizon, "model": model, "versus": other, "n": len(mine)}
+            for loss, power in (("abs", 1), ("sq", 2)):
+                dm = diebold_mariano(np.abs(mine) ** power, np.abs(theirs) ** power,
+                                     HORIZONS[horizon], lags=dm_lags(horizon, stride))
+                row[f"dm_stat_{loss}"], row[f"dm_p_{loss}"] = dm.stat, dm.p_value
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def format_table(summary: pd.DataFrame, horizon: str) -> str:
     """A fixed-width table of one horizon, model beside baselines."""
     rows = summary[summary["horizon"] == horizon]
-    head = (f"{'model':<14}{'MAE':>8}{'MAPE%':>8}{'MASE':>7}{'dir':>7}{'(n)':>7}"
-            f"{'cov80':>7}{'cov95':>7}{'conf80':>8}{'conf95':>8}{'CRPS':>9}")
-    lines = [f"horizon {horizon}", head, "-" * len(head)]
+    if rows.empty:
+        return f"horizon {horizon}: no scored origins"
+    first = rows.iloc[0]
+    head = (f"{'model':<16}{'MAE':>7}{'MASE':>7}{'DM p':>7}{'dir':>6}{'base':>6}{'p':>6}"
+            f"{'conf80':>7}{'conf95':>7}{'CRPS':>8}{'vs vol':>7}")
+    lines = [f"horizon {horizon}: {int(first.n)} origins {first.start} .. {first.end}", head,
+             "-" * len(head)]
     for r in rows.itertuples():
         lines.append(
-            f"{r.model:<14}{r.mae:>8.3f}{r.mape:>8.2f}{r.mase:>7.3f}{r.direction:>7.3f}"
-            f"{int(r.direction_n):>7d}{r.coverage_80:>7.3f}{r.coverage_95:>7.3f}"
-            f"{r.conformal_coverage_80:>8.3f}{r.conformal_coverage_95:>8.3f}{r.crps:>9.5f}")
+            f"{r.model:<16}{r.mae:>7.3f}{r.mase:>7.3f}{_p(r.dm_p_abs):>7}{_f(r.direction):>6}"
+            f"{_f(r.direction_base):>6}{_p(r.direction_p):>6}{_f(r.conformal_coverage_80):>7}"
+            f"{_f(r.conformal_coverage_95):>7}{r.crps_cal:>8.5f}{_f(r.crps_rel_vol):>7}")
     return "\n".join(lines)
+
+
+def _f(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def _p(value: float) -> str:
+    return "-" if not np.isfinite(value) else f"{value:.3f}" if value >= 0.001 else "<.001"

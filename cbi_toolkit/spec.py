@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from datetime import date
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
@@ -82,18 +83,29 @@ class ValidationConfig(_Strict):
         None, gt=0, description="max epochs of a warm-started fold; default: training.max_epochs")
     refit_every: int = Field(
         1, gt=0, description="refit every k-th fold; the folds between reuse the last fitted models")
+    test_start: date | None = Field(
+        None, description="first origin of the reported test span; the n_splits folds before it "
+                          "select (combination weights, calibration, early stopping, grid search)")
+    stride: int = Field(1, gt=0, description="score every k-th origin of each fold")
 
 
 class ForecastConfig(_Strict):
     intervals: Literal["gaussian", "conformal"] = "conformal"
+    combine: bool = Field(
+        True, description="forecast w*net + (1-w)*random walk with w and the sigma source chosen on "
+                          "the selection folds; false: the net alone")
+    vol_window: int = Field(63, gt=1, description="trading days of the trailing-volatility sigma")
 
 
 class GateConfig(_Strict):
     """Thresholds a run must meet (on every horizon) before it writes forecasts."""
 
-    max_mase: float | None = Field(1.25, gt=0)
-    coverage_80: tuple[float, float] | None = (0.5, 1.0)
-    coverage_95: tuple[float, float] | None = (0.7, 1.0)
+    max_mase: float | None = Field(None, gt=0, description="pooled MASE on the reported span")
+    worse_p: float | None = Field(
+        0.1, gt=0, le=1, description="fail when the random walk beats the model with a "
+                                     "Diebold-Mariano p below this (absolute errors)")
+    coverage_80: tuple[float, float] | None = (0.75, 0.85)
+    coverage_95: tuple[float, float] | None = (0.90, 1.0)
 
     @field_validator("coverage_80", "coverage_95")
     @classmethod
