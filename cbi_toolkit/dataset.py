@@ -85,7 +85,8 @@ def make_samples(spec: Spec, frame: pd.DataFrame, report: DataReport | None = No
         raise DataError(f"{spec.name}: only {n_labelled} labelled origins after the data rules; "
                         f"need at least window + longest horizon + gap = {need}; use more "
                         "history, a shorter window or fewer drivers")
-    windows = Windows(features.to_numpy(dtype=np.float32), ends, spec.window)
+    log_price = np.log(price.reindex(features.index).to_numpy(dtype=np.float64))
+    windows = Windows(features.to_numpy(dtype=np.float32), ends, spec.window, context=log_price)
     return Samples(windows, targets.to_numpy()[ends], features.index[ends],
                    price.to_numpy()[ends], list(features.columns), list(spec.horizons))
 

@@ -4,6 +4,11 @@ A sample is the ``window`` rows of features that end at its forecast origin.
 `Windows` keeps the 2D feature matrix once and the origin row of every sample;
 indexing it (as sklearn's splitters and GridSearchCV do) selects origins and
 never copies the matrix. Batches are gathered by index when a model asks.
+
+``context`` (optional) carries one float64 per row of ``values``: the target's
+log price on that row, unscaled. It is not a feature (no scaler touches it);
+baselines that need the price path up to an origin (trailing volatility,
+GARCH, ARIMA) read it through `Windows.history`.
 """
 
 from __future__ import annotations
@@ -15,19 +20,27 @@ from sklearn.base import BaseEstimator, TransformerMixin
 class Windows:
     """``n`` samples of shape ``[window, n_features]`` over ``values[T, F]``.
 
-    Sample ``i`` is ``values[ends[i] - window + 1 : ends[i] + 1]``.
+    Sample ``i`` is ``values[ends[i] - window + 1 : ends[i] + 1]``. ``context[r]``,
+    when given, is the target's log price on row ``r`` of ``values``.
     """
 
     __array_priority__ = 10
 
-    def __init__(self, values: np.ndarray, ends: np.ndarray, window: int):
+    def __init__(self, values: np.ndarray, ends: np.ndarray, window: int,
+                 context: np.ndarray | None = None):
         values = np.asarray(values)
         ends = np.asarray(ends, dtype=np.int64)
         if values.ndim != 2:
             raise ValueError(f"values must be 2D [time, features], got shape {values.shape}")
         if len(ends) and (ends.min() < window - 1 or ends.max() >= len(values)):
             raise ValueError("every window must lie inside values")
+        if context is not None:
+            context = np.asarray(context, dtype=np.float64)
+            if context.shape != (len(values),):
+                raise ValueError(f"context must hold one value per row of values "
+                                 f"({len(values)}), got shape {context.shape}")
         self.values, self.ends, self.window = values, ends, int(window)
+        self.context = context
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -49,7 +62,7 @@ class Windows:
             key = key[0]
         if isinstance(key, int | np.integer):
             key = [key]
-        return Windows(self.values, self.ends[key], self.window)
+        return Windows(self.values, self.ends[key], self.window, self.context)
 
     def gather(self, idx: np.ndarray | slice | None = None) -> np.ndarray:
         """Materialise samples ``idx`` (default: all) as a ``[k, window, F]`` array."""
@@ -74,14 +87,40 @@ class Windows:
         return slice(int(self.ends.min()) - self.window + 1, int(self.ends.max()) + 1)
 
     def with_values(self, values: np.ndarray) -> Windows:
-        return Windows(values, self.ends, self.window)
+        return Windows(values, self.ends, self.window, self.context)
+
+    def _require_context(self) -> np.ndarray:
+        if self.context is None:
+            raise ValueError("these windows carry no price context (Windows.context is None); "
+                             "build them with make_samples, not from a bare 3D array")
+        return self.context
+
+    def history(self, n: int) -> np.ndarray:
+        """``[n_samples, n]``: the last ``n`` context rows up to and including each origin.
+
+        Oldest first; NaN-padded at the start where fewer than ``n`` rows exist.
+        Reads nothing after the origin, so it is causal like the features.
+        """
+        context = self._require_context()
+        n = int(n)
+        if n < 1:
+            raise ValueError(f"history needs n >= 1, got {n}")
+        rows = self.ends[:, None] + np.arange(-n + 1, 1)
+        out = context[np.clip(rows, 0, None)]
+        out[rows < 0] = np.nan
+        return out
+
+    @property
+    def origin_log_price(self) -> np.ndarray:
+        """The target's log price at each origin, ``[n_samples]``."""
+        return self._require_context()[self.ends]
 
     def __repr__(self) -> str:
         return f"Windows(n={len(self)}, window={self.window}, features={self.values.shape[1]})"
 
 
 def as_windows(X) -> Windows:
-    """Accept `Windows` or a 3D array (converted to non-overlapping windows)."""
+    """Accept `Windows` or a 3D array (converted to non-overlapping windows, no context)."""
     if isinstance(X, Windows):
         return X
     arr = np.asarray(X)
@@ -95,7 +134,8 @@ class WindowScaler(TransformerMixin, BaseEstimator):
     """Standardise features with mean and std from the rows the training samples read.
 
     Fitted inside each fold's pipeline, so statistics never come from the test
-    fold. Values are clipped to ``±clip`` standard deviations.
+    fold. Values are clipped to ``±clip`` standard deviations. The price
+    ``context`` passes through unscaled.
     """
 
     def __init__(self, clip: float | None = 10.0):

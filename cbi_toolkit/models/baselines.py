@@ -1,8 +1,10 @@
 """Baselines on the same samples as the network (X: Windows, y: forward log returns [n, H]).
 
 Each is a sklearn regressor with `predict` (mean log return per horizon) and
-`predict_dist` -> (mu, sigma), where sigma is the standard deviation of the
-training residuals per horizon, constant across samples.
+`predict_dist` -> (mu, sigma). For random_walk, drift and ridge sigma is the
+standard deviation of the training residuals per horizon, constant across
+samples; `VolatilityRandomWalk` (and the peers in `models.peers`) read the
+price path up to each origin from ``Windows.context`` and give a sigma per origin.
 """
 
 from __future__ import annotations
@@ -89,4 +91,62 @@ class LastStepRidge(_Baseline):
         return self.ridge_.predict(Z).reshape(len(Z), -1)
 
 
-BASELINES = {"random_walk": RandomWalk, "drift": Drift, "ridge": LastStepRidge}
+def _check_horizons(horizons, y: np.ndarray) -> tuple[int, ...]:
+    days = tuple(int(h) for h in horizons)
+    if len(days) != y.shape[1] or min(days, default=0) < 1:
+        raise ValueError(f"horizons {days} must give one positive length in trading days per "
+                         f"column of y ({y.shape[1]} columns)")
+    return days
+
+
+def daily_log_returns(win, n: int) -> np.ndarray:
+    """``[n_samples, n]``: the last ``n`` daily log returns up to each origin (NaN where unknown)."""
+    return np.diff(as_windows(win).history(n + 1), axis=1)
+
+
+class VolatilityRandomWalk(RegressorMixin, BaseEstimator):
+    """Random walk with a trailing-volatility band.
+
+    mu = 0; sigma_h = sample std (ddof=1) of the last ``window`` daily log
+    returns up to the origin x sqrt(h). ``horizons`` are the horizon lengths in
+    trading days, in the order of y's columns. An origin with fewer than two
+    known returns in its window (the very start of the data) gets the median
+    trailing volatility of the training origins.
+    """
+
+    def __init__(self, window: int = 63, horizons: tuple[int, ...] = (21,)):
+        self.window = window
+        self.horizons = horizons
+
+    def _daily_vol(self, X) -> np.ndarray:
+        r = daily_log_returns(X, self.window)
+        ok = np.isfinite(r)
+        n = ok.sum(axis=1)
+        mean = np.where(ok, r, 0.0).sum(axis=1) / np.maximum(n, 1)
+        ss = (np.where(ok, r - mean[:, None], 0.0) ** 2).sum(axis=1)
+        return np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), np.nan)
+
+    def fit(self, X, y):
+        win = as_windows(X)
+        y = _check_y(y, len(win))
+        self.horizons_ = _check_horizons(self.horizons, y)
+        vol = self._daily_vol(win)
+        if not np.isfinite(vol).any():
+            raise ValueError(f"no training origin has two daily returns in its {self.window}-day "
+                             "window; pass windows with a longer price context")
+        self.fallback_vol_ = float(np.nanmedian(vol))
+        self.n_horizons_ = y.shape[1]
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        return np.zeros((_n_samples(X), self.n_horizons_))
+
+    def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
+        vol = self._daily_vol(X)
+        vol = np.where(np.isfinite(vol), vol, self.fallback_vol_)
+        sigma = vol[:, None] * np.sqrt(np.asarray(self.horizons_, dtype=np.float64))
+        return self.predict(X), sigma
+
+
+BASELINES = {"random_walk": RandomWalk, "drift": Drift, "ridge": LastStepRidge,
+             "vol_random_walk": VolatilityRandomWalk}
