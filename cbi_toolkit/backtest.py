@@ -14,9 +14,10 @@ from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.dataset import Samples
-from cbi_toolkit.evaluation import FoldPrediction, walk_forward
+from cbi_toolkit.evaluation import FoldPrediction
 from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.spec import Spec
+from cbi_toolkit.walkforward import walk_forward
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +45,15 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
     killed part-way resumes where it stopped with the same result.
     """
     from cbi_toolkit.checkpoint import load_fold, save_fold
-    splitter = walk_forward(spec, len(samples))
-    folds = list(splitter.split(np.zeros(len(samples))))
+    folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))
     preds: list[FoldPrediction] = []
     fit_seconds: dict[str, list[float]] = {name: [] for name in models}
     fitted: dict[str, Pipeline] = {}  # the last fitted pipeline of each model
     refit_every = getattr(spec.validation, "refit_every", 1)
     warm = getattr(spec.validation, "warm_start", False)
     warm_epochs = getattr(spec.validation, "warm_epochs", None)
-    for k, (train, test) in enumerate(folds):
-        d = samples.dates
+    for k, fold in enumerate(folds):
+        train, test, d = fold.train, fold.test, samples.dates
         # warm_start chains each fold's net to the previous fold's weights, which the fold
         # checkpoint does not hold: a resumed warm-started backtest refits from fold 0
         done = load_fold(checkpoint_dir, k) if checkpoint_dir is not None and not warm else None
@@ -67,9 +67,10 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
             continue
         fold_preds: list[FoldPrediction] = []
         fold_seconds: dict[str, float] = {}
-        log.info("fold %d/%d: train %s..%s (%d), test %s..%s (%d), gap %d", k + 1, len(folds),
-                 f"{d[train[0]]:%Y-%m-%d}", f"{d[train[-1]]:%Y-%m-%d}", len(train),
-                 f"{d[test[0]]:%Y-%m-%d}", f"{d[test[-1]]:%Y-%m-%d}", len(test), spec.gap)
+        log.info("fold %d/%d (%s): train %s..%s (%d), test %s..%s (%d), gap %d", k + 1,
+                 len(folds), fold.role, f"{d[train[0]]:%Y-%m-%d}", f"{d[train[-1]]:%Y-%m-%d}",
+                 len(train), f"{d[test[0]]:%Y-%m-%d}", f"{d[test[-1]]:%Y-%m-%d}", len(test),
+                 spec.gap)
         for name, proto in models.items():
             if k % refit_every == 0 or name not in fitted:
                 # after folds loaded from checkpoints no model is fitted yet: fit the one an
@@ -81,7 +82,7 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
                 if checkpoint_dir is not None:
                     with_epoch_checkpoint(est, checkpoint_dir / f"fit-{base}-{name}")
                 start = time.perf_counter()
-                fit_rows = folds[base][0]
+                fit_rows = folds[base].train
                 est.fit(samples.X[fit_rows], samples.y[fit_rows])
                 fold_seconds[name] = time.perf_counter() - start if base == k else 0.0
                 fitted[name] = est
@@ -92,7 +93,7 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
             for j, horizon in enumerate(samples.horizons):
                 fold_preds.append(FoldPrediction(
                     model=name, fold=k, horizon=horizon, y=samples.y[test, j], mu=mu[:, j],
-                    sigma=sigma[:, j], price=samples.price[test], dates=d[test]))
+                    sigma=sigma[:, j], price=samples.price[test], dates=d[test], role=fold.role))
         if checkpoint_dir is not None:
             save_fold(checkpoint_dir, k, fold_preds, fold_seconds)
             for name in models:

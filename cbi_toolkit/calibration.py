@@ -129,3 +129,40 @@ def combination_for(preds: list[FoldPrediction], horizon: str, fold: int | None)
     if net is None or vol is None:
         return Combination()  # nothing earlier to learn from: the random walk with a vol band
     return fit_combination(net, vol)
+
+
+@dataclass
+class ShippedModel:
+    """What turns the net's output into the forecast the toolkit ships, per horizon:
+    the combination with the random walk and the calibration of its sigma. Saved with
+    the model, so ``--predict`` forecasts exactly as the run did."""
+
+    combinations: dict[str, Combination]
+    calibrations: dict[str, Calibration | None]
+    vol_window: int = 63
+
+    def apply(self, horizons: list[str], mu_net: np.ndarray, sigma_net: np.ndarray,
+              sigma_vol: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, dict[float, float]]]:
+        """Mean, calibrated sigma and conformal scales per horizon at one origin."""
+        mu, sigma, scales = np.empty(len(horizons)), np.empty(len(horizons)), {}
+        for j, h in enumerate(horizons):
+            comb = self.combinations.get(h, Combination(1.0, NET))
+            cal = self.calibrations.get(h) or Calibration()
+            mu[j] = comb.weight * mu_net[j]
+            sigma[j] = cal.variance_scale * (sigma_net[j] if comb.sigma == NET else sigma_vol[j])
+            scales[h] = dict(cal.conformal)
+        return mu, sigma, scales
+
+    def to_meta(self) -> dict:
+        return {"combination": {h: c.to_json() for h, c in self.combinations.items()},
+                "calibration": {h: c.to_json() for h, c in self.calibrations.items() if c},
+                "vol_window": self.vol_window}
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> ShippedModel:
+        if "combination" not in meta:  # a model saved before combinations: the net, conformal
+            return cls({}, {h: Calibration(1.0, {float(k): v for k, v in s.items()})
+                            for h, s in meta.get("conformal_scales", {}).items()})
+        return cls({h: Combination.from_json(c) for h, c in meta["combination"].items()},
+                   {h: Calibration.from_json(c) for h, c in meta["calibration"].items()},
+                   int(meta.get("vol_window", 63)))

@@ -69,7 +69,7 @@ def save_fold(directory: Path, k: int, preds: list[FoldPrediction],
     doc = {"format": FORMAT, "fold": k, "fit_seconds": fit_seconds, "preds": [
         {"model": p.model, "fold": p.fold, "horizon": p.horizon, "y": array(p.y),
          "mu": array(p.mu), "sigma": array(p.sigma), "price": array(p.price),
-         "dates": [f"{d:%Y-%m-%d}" for d in p.dates]} for p in preds]}
+         "dates": [f"{d:%Y-%m-%d}" for d in p.dates], "role": p.role} for p in preds]}
     atomic_write_text(directory / f"fold-{k}.json", json.dumps(doc))
 
 
@@ -90,7 +90,8 @@ def load_fold(directory: Path, k: int) -> tuple[list[FoldPrediction], dict[str, 
         preds = [FoldPrediction(
             model=p["model"], fold=int(p["fold"]), horizon=p["horizon"], y=array(p["y"]),
             mu=array(p["mu"]), sigma=array(p["sigma"]), price=array(p["price"]),
-            dates=pd.DatetimeIndex(pd.to_datetime(p["dates"]))) for p in doc["preds"]]
+            dates=pd.DatetimeIndex(pd.to_datetime(p["dates"])), role=p.get("role", "test"))
+            for p in doc["preds"]]
         return preds, {k_: float(v) for k_, v in doc["fit_seconds"].items()}
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{path}: unreadable fold checkpoint ({exc}); delete it to refit "

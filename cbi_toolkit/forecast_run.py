@@ -20,11 +20,22 @@ import pandas as pd
 
 from cbi_toolkit.artifacts import load_pipeline, save_pipeline
 from cbi_toolkit.backtest import backtest, labelled_samples, with_epoch_checkpoint
+from cbi_toolkit.calibration import (
+    NET,
+    VOL,
+    Calibration,
+    Combination,
+    ShippedModel,
+    calibration_for,
+    combination_for,
+    combine,
+)
 from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import ArtifactError, CbiError, SinkError
-from cbi_toolkit.evaluation import FoldPrediction, format_table, score, score_folds, summarise
-from cbi_toolkit.forecast import conformal_scales, forecast_frame
+from cbi_toolkit.evaluation import FoldPrediction, dm_table, format_table, score_folds, summarise
+from cbi_toolkit.evaluation import calibrations as fold_calibrations
+from cbi_toolkit.forecast import forecast_frame
 from cbi_toolkit.pipeline import build_baselines, build_pipeline, predict_dist
 from cbi_toolkit.report import plot_coverage, plot_forecasts, write_report
 from cbi_toolkit.runs import prepare
@@ -123,18 +134,33 @@ def check_writable(path: Path, remove_on_failure: bool = False, size: int = 1 <<
 
 
 def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[str]:
-    """Reasons the model fails the deploy gate (empty: it passes)."""
+    """Reasons the model fails the deploy gate (empty: it passes), from the pooled
+    metrics of the reported span."""
     failures = []
     prefix = "conformal_coverage" if intervals == "conformal" else "coverage"
     for row in summary[summary["model"] == MODEL].itertuples():
         if gate.max_mase is not None and not row.mase <= gate.max_mase:
             failures.append(f"{row.horizon}: MASE {row.mase:.3f} > max_mase {gate.max_mase}")
+        if gate.worse_p is not None and row.dm_stat_abs > 0 and row.dm_p_abs < gate.worse_p:
+            failures.append(f"{row.horizon}: worse than the random walk (MASE {row.mase:.3f}, "
+                            f"Diebold-Mariano p {row.dm_p_abs:.3f} < gate.worse_p {gate.worse_p})")
         for pct, band in (("80", gate.coverage_80), ("95", gate.coverage_95)):
             value = getattr(row, f"{prefix}_{pct}")
             if band is not None and not band[0] <= value <= band[1]:
                 failures.append(f"{row.horizon}: {intervals} {pct}% coverage {value:.3f} outside "
                                 f"[{band[0]}, {band[1]}]")
     return failures
+
+
+def shipped_predictions(preds: list[FoldPrediction], combine_net: bool
+                        ) -> tuple[list[FoldPrediction], dict]:
+    """The ``model`` rows: the net combined with the random walk (weights from earlier
+    folds), or with ``combine: false`` the net itself."""
+    if combine_net:
+        return combine(preds)
+    mine = [FoldPrediction(MODEL, p.fold, p.horizon, p.y, p.mu, p.sigma, p.price, p.dates, p.role)
+            for p in preds if p.model == NET]
+    return mine, {(p.horizon, p.fold): Combination(1.0, NET, len(p.y)) for p in mine}
 
 
 def sink_for(spec: Spec, override: str | None):
@@ -259,22 +285,36 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     labelled = labelled_samples(samples)
     checkpoints = run_dir / CHECKPOINTS
 
-    models = {MODEL: build_pipeline(spec, verbose=verbose), **build_baselines()}
+    models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
     preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints)
-    folds = score_folds(preds)
-    summary = summarise(folds)
+    shipped, used = shipped_predictions(preds, spec.forecast.combine)
+    preds = shipped + preds
+    fit_seconds[MODEL] = fit_seconds[NET]
+    cals = fold_calibrations(preds)
+    folds = score_folds(preds, cals)
+    stride = spec.validation.stride
+    summary = summarise(preds, folds, stride=stride, cals=cals)
+    selection = summarise(preds, folds, role="selection", stride=stride, cals=cals) \
+        if spec.validation.test_start is not None else None
+    versus = dm_table(preds, stride=stride)
     summary["fit_seconds"] = summary["model"].map(lambda m: float(np.mean(fit_seconds[m])))
+    weights = {h: [c.to_json() | {"fold": k} for (hh, k), c in sorted(used.items()) if hh == h]
+               for h in spec.horizons}
     for horizon in spec.horizons:
         print(format_table(summary, horizon))
+        print(combination_line(weights[horizon], spec.forecast.combine))
     folds.to_csv(run_dir / "metrics_folds.csv", index=False)
     summary.to_csv(run_dir / "metrics.csv", index=False)
+    versus.to_csv(run_dir / "metrics_dm.csv", index=False)
     failures = check_gate(spec.gate, summary, spec.forecast.intervals)
     (run_dir / "metrics.json").write_text(json.dumps({
         "summary": summary.to_dict(orient="records"), "folds": folds.to_dict(orient="records"),
+        "selection_summary": None if selection is None else selection.to_dict(orient="records"),
+        "diebold_mariano": versus.to_dict(orient="records"), "combination": weights,
         "gate": {"passed": not failures, "failures": failures},
     }, indent=2, default=str))
-    pd.DataFrame([{"model": p.model, "fold": p.fold, "horizon": p.horizon, "origin_date": d,
-                   "price": pr, "y": y, "mu": m, "sigma": s}
+    pd.DataFrame([{"model": p.model, "fold": p.fold, "role": p.role, "horizon": p.horizon,
+                   "origin_date": d, "price": pr, "y": y, "mu": m, "sigma": s}
                   for p in preds for d, pr, y, m, s in zip(p.dates, p.price, p.y, p.mu, p.sigma,
                                                             strict=True)]
                  ).to_csv(run_dir / "oos_predictions.csv", index=False)
@@ -283,14 +323,21 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
           f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
     pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
     pipe.fit(labelled.X, labelled.y)
-    scales = conformal_scales(preds, MODEL)
-    forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, scales, version, run_id)
+    shipping = ShippedModel(
+        {h: combination_for(preds, h, None) if spec.forecast.combine else Combination(1.0, NET)
+         for h in spec.horizons},
+        {h: calibration_for(preds, MODEL, h, None) for h in spec.horizons},
+        spec.forecast.vol_window)
+    forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
     save_pipeline(pipe, run_dir / "model", meta={
         "spec": spec.name, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
         "window": spec.window, "intervals": spec.forecast.intervals,
-        "conformal_scales": {h: {str(k): v for k, v in s.items()} for h, s in scales.items()},
+        **shipping.to_meta(),
+        "calibration_all": {f"{m}/{h}": c.to_json() for m in {p.model for p in preds}
+                            for h in spec.horizons
+                            if (c := calibration_for(preds, m, h, None)) is not None},
         "train_end": f"{labelled.dates[-1]:%Y-%m-%d}",
         "gate_passed": not failures,
     })
@@ -313,21 +360,50 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     return 0
 
 
-def forecast_latest(pipe, samples: Samples, intervals: str, scales, version: str,
-                    run_id: str) -> pd.DataFrame:
-    """Forecast every horizon from the newest origin."""
+def baselines_for(spec: Spec) -> dict:
+    """The spec's baselines, always with the volatility random walk the combination
+    takes its sigma from."""
+    from sklearn.pipeline import Pipeline
+
+    from cbi_toolkit.features.windows import WindowScaler
+    from cbi_toolkit.models.baselines import VolatilityRandomWalk
+
+    models = build_baselines()
+    if VOL not in models:
+        models[VOL] = Pipeline([("scale", WindowScaler()), ("model", VolatilityRandomWalk(
+            spec.forecast.vol_window, tuple(spec.horizon_days)))])
+    return models
+
+
+def combination_line(weights: list[dict], combined: bool) -> str:
+    """How much the shipped forecast leans on the random walk, for the table's reader."""
+    if not combined:
+        return "model = the net alone (forecast.combine: false)"
+    w = [c["weight"] for c in weights]
+    sig = sorted({c["sigma"] for c in weights})
+    return (f"model = w*net + (1-w)*random walk, w per fold from earlier folds: mean {np.mean(w):.2f}"
+            f" (min {min(w):.2f}, max {max(w):.2f}); sigma from {', '.join(sig)}, calibrated")
+
+
+def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedModel,
+                    version: str, run_id: str) -> pd.DataFrame:
+    """Forecast every horizon from the newest origin: the net's output through the
+    saved combination and calibration."""
+    from cbi_toolkit.models.baselines import VolatilityRandomWalk
+    from cbi_toolkit.targets import HORIZONS
+
     last = len(samples) - 1
     if hasattr(pipe, "steps"):
         mu, sigma = predict_dist(pipe, samples.X[[last]])
     else:  # a serving model (cbi_toolkit.export.ServingModel)
         mu, sigma = pipe.predict_dist(samples.X[[last]])
+    known = np.flatnonzero(samples.labelled)
+    vol = VolatilityRandomWalk(shipping.vol_window, tuple(HORIZONS[h] for h in samples.horizons))
+    sigma_vol = vol.fit(samples.X[known], samples.y[known]).predict_dist(samples.X[[last]])[1]
+    mu, sigma, scales = shipping.apply(samples.horizons, mu[0], sigma[0], sigma_vol[0])
     return forecast_frame(samples.dates[last], float(samples.price[last]), samples.horizons,
-                          mu[0], sigma[0], intervals, scales, version, run_id,
+                          mu, sigma, intervals, scales, version, run_id,
                           pd.Timestamp.now(tz="UTC"))
-
-
-def _scales_from_meta(meta: dict) -> dict[str, dict[float, float]]:
-    return {h: {float(k): v for k, v in s.items()} for h, s in meta["conformal_scales"].items()}
 
 
 def load_run(run_dir: str, data_dir: str | None) -> tuple[Spec, Samples, object, dict, Path]:
@@ -347,7 +423,7 @@ def predict_run(args: argparse.Namespace) -> int:
     spec, samples, pipe, meta, path = load_run(args.predict, args.data_dir)
     served = serving_model(path, pipe)  # an exported ONNX/TorchScript model if checked, else eager
     log.info("forecasting with the %s model", served.kind)
-    forecasts = forecast_latest(served, samples, meta["intervals"], _scales_from_meta(meta),
+    forecasts = forecast_latest(served, samples, meta["intervals"], ShippedModel.from_meta(meta),
                                 meta["model_version"], meta["run_id"])
     out = path / "predictions" / f"origin-{samples.dates[-1]:%Y-%m-%d}.csv"
     out.parent.mkdir(exist_ok=True)
@@ -362,39 +438,46 @@ def predict_run(args: argparse.Namespace) -> int:
 
 
 def evaluate_run(args: argparse.Namespace) -> int:
-    """Score a saved model beside the baselines on origins from ``--since`` on
-    whose targets the data now holds (true out-of-sample checking)."""
+    """Score a saved model beside the baselines on origins from ``--since`` on: each
+    horizon on the origins whose own target the data now holds (true out-of-sample
+    checking), through the run's saved combination and calibration."""
     if not args.since:
         raise CbiError("--evaluate needs --since YYYY-MM-DD: the first origin date to score")
     since = pd.Timestamp(args.since)
     spec, samples, pipe, meta, path = load_run(args.evaluate, args.data_dir)
-    labelled = labelled_samples(samples)
     train_end = pd.Timestamp(meta["train_end"])
-    test = np.flatnonzero(labelled.dates >= since)
+    labelled = labelled_samples(samples)
     train = np.flatnonzero(labelled.dates <= train_end)
-    if not len(test):
-        raise CbiError(f"no origin on or after {since:%Y-%m-%d} has known targets in this data; "
-                       "point --data-dir at newer data or pick an earlier --since")
     if since <= train_end:
         print(f"warning: --since {since:%Y-%m-%d} is not after the model's training data "
               f"(ends {train_end:%Y-%m-%d}); those origins are in-sample")
-    models = {MODEL: pipe}
-    for name, base in build_baselines().items():
-        models[name] = base.fit(labelled.X[train], labelled.y[train])
-    preds = []
-    for name, model in models.items():
-        mu, sigma = predict_dist(model, labelled.X[test])
-        for j, horizon in enumerate(labelled.horizons):
-            preds.append(FoldPrediction(name, 0, horizon, labelled.y[test, j], mu[:, j],
-                                        sigma[:, j], labelled.price[test], labelled.dates[test]))
-    scales = _scales_from_meta(meta)
-    rows = [score(p, scales[p.horizon] if p.model == MODEL else None) for p in preds]
-    summary = summarise(pd.DataFrame(rows))
-    for horizon in labelled.horizons:
+    shipping = ShippedModel.from_meta(meta)
+    models = {NET: pipe, **{name: base.fit(labelled.X[train], labelled.y[train])
+                            for name, base in baselines_for(spec).items()}}
+    preds, cals = [], {}
+    for j, horizon in enumerate(samples.horizons):
+        test = np.flatnonzero((samples.dates >= since) & np.isfinite(samples.y[:, j]))
+        if not len(test):
+            continue
+        sub = samples.subset(test)
+        out = {name: predict_dist(model, sub.X) for name, model in models.items()}
+        comb = shipping.combinations.get(horizon, Combination(1.0, NET))
+        sigma = out[NET][1] if comb.sigma == NET else out[VOL][1]
+        out[MODEL] = (comb.weight * out[NET][0], sigma)
+        for name, (mu, sig) in out.items():
+            preds.append(FoldPrediction(name, 0, horizon, sub.y[:, j], mu[:, j], sig[:, j],
+                                        sub.price, sub.dates))
+            saved = meta.get("calibration_all", {}).get(f"{name}/{horizon}")
+            cals[(name, horizon, 0)] = Calibration.from_json(saved) if saved else (
+                shipping.calibrations.get(horizon) if name == MODEL else None)
+    if not preds:
+        raise CbiError(f"no origin on or after {since:%Y-%m-%d} has a known target in this data; "
+                       "point --data-dir at newer data or pick an earlier --since")
+    summary = summarise(preds, cals=cals)
+    for horizon in samples.horizons:
         print(format_table(summary, horizon))
-    out = path / "evaluations" / f"since-{since:%Y-%m-%d}.csv"
-    out.parent.mkdir(exist_ok=True)
-    summary.to_csv(out, index=False)
-    print(f"scored {len(test)} origins {labelled.dates[test[0]]:%Y-%m-%d} .. "
-          f"{labelled.dates[test[-1]]:%Y-%m-%d}; table saved to {out}")
+    out_csv = path / "evaluations" / f"since-{since:%Y-%m-%d}.csv"
+    out_csv.parent.mkdir(exist_ok=True)
+    summary.to_csv(out_csv, index=False)
+    print(f"scored origins from {since:%Y-%m-%d}; table saved to {out_csv}")
     return 0

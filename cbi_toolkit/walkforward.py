@@ -83,8 +83,9 @@ class WalkForward:
 
     # -- scikit-learn splitter protocol ---------------------------------
     def split(self, X, y=None, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:  # noqa: ARG002
+        # without test_start there is no split: every fold both selects and reports
         for fold in self.folds(len(X)):
-            if self.part == "all" or fold.role == self.part:
+            if self.part == "all" or self.test_start is None or fold.role == self.part:
                 yield fold.train, fold.test
 
     def get_n_splits(self, X=None, y=None, groups=None) -> int:  # noqa: ARG002

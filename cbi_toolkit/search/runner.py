@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 
 from cbi_toolkit.errors import CbiError
-from cbi_toolkit.evaluation import walk_forward
 from cbi_toolkit.search.grid import Grid, Variant
 from cbi_toolkit.search.scoring import (
     METRICS,
@@ -25,6 +24,7 @@ from cbi_toolkit.search.scoring import (
 )
 from cbi_toolkit.search.store import RESULTS_FILE, STORE_VERSION, append_row, load_store
 from cbi_toolkit.spec import Spec
+from cbi_toolkit.walkforward import walk_forward
 
 # ---------------------------------------------------------------------------
 # running
@@ -204,7 +204,7 @@ def baseline_scores(grid: Grid, group: _Group) -> pd.DataFrame:
     from cbi_toolkit.pipeline import build_baselines
 
     samples = group.samples
-    cv = walk_forward(group.spec, len(samples))
+    cv = walk_forward(group.spec, len(samples), samples.dates, part="selection")
     rows = []
     for name, pipe in build_baselines().items():
         res = cross_validate(pipe, samples.X, samples.y, cv=cv, scoring=ForecastScorer(samples),
@@ -228,7 +228,8 @@ def make_search(spec: Spec, samples, variant_specs: Sequence[Spec], n_jobs: int 
 
     return ChunkedGridSearchCV(
         build_pipeline(variant_specs[0], verbose=0), param_grid_for(variant_specs),
-        scoring=ForecastScorer(samples), cv=walk_forward(spec, len(samples)), n_jobs=n_jobs,
+        scoring=ForecastScorer(samples),
+        cv=walk_forward(spec, len(samples), samples.dates, part="selection"), n_jobs=n_jobs,
         refit=False, error_score="raise", chunk_size=chunk_size)
 
 
