@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from cbi_toolkit.significance import interval_score
 from cbi_toolkit.targets import HORIZONS
 
 LEVELS = (0.80, 0.95)
@@ -89,14 +90,6 @@ class FoldPrediction:
     role: str = "test"  # "selection" or "test" (cbi_toolkit.walkforward)
 
 
-def interval_score(y: np.ndarray, lower: np.ndarray, upper: np.ndarray, level: float) -> float:
-    """Mean interval score of central ``level`` intervals (Gneiting & Raftery 2007, eq. 43):
-    width plus 2/alpha times the distance by which y falls outside."""
-    alpha = 1 - level
-    return float(np.mean((upper - lower) + 2 / alpha * (lower - y) * (y < lower)
-                         + 2 / alpha * (y - upper) * (y > upper)))
-
-
 def _calibrated(pred: FoldPrediction, cal) -> dict[str, np.ndarray]:
     """Per-origin arrays of a prediction under its calibration (None: uncalibrated):
     sigma times the variance scale, and the conformal bounds per level (NaN without one)."""
@@ -131,7 +124,7 @@ def _metrics(y, mu, sigma, price, cal: dict[str, np.ndarray]) -> dict:
         known = np.isfinite(lo_c)
         row[f"conformal_coverage_{pct}"] = (coverage(y[known], lo_c[known], hi_c[known])
                                             if known.any() else float("nan"))
-        row[f"interval_score_{pct}"] = (interval_score(y[known], lo_c[known], hi_c[known], level)
+        row[f"interval_score_{pct}"] = (interval_score(y[known], lo_c[known], hi_c[known], 1 - level)
                                         if known.any() else float("nan"))
     return row
 
@@ -168,7 +161,8 @@ def score_folds(preds: list[FoldPrediction], cals: dict | None = None) -> pd.Dat
 
 def dm_lags(horizon: str, stride: int = 1) -> int:
     """Newey-West lags for h-step errors scored every ``stride`` origins: the errors of
-    origins less than h trading days apart overlap."""
+    origins less than h trading days apart overlap, so the strided series is MA(lags);
+    the HLN correction then takes lags + 1 as its h."""
     return max(0, int(np.ceil(HORIZONS[horizon] / stride)) - 1)
 
 
@@ -214,8 +208,7 @@ def summarise(preds: list[FoldPrediction], folds: pd.DataFrame | None = None,
             if rw is not None and model != "random_walk" and len(rw["y"]) == len(a["y"]):
                 actual = a["price"] * np.exp(a["y"])
                 dm = diebold_mariano(np.abs(actual - a["price"] * np.exp(a["mu"])) ** power,
-                                     np.abs(actual - a["price"]) ** power, HORIZONS[horizon],
-                                     lags=lags)
+                                     np.abs(actual - a["price"]) ** power, lags + 1, lags=lags)
                 row[f"dm_stat_{loss}"], row[f"dm_p_{loss}"] = dm.stat, dm.p_value
         d = direction_test(a["y"], a["mu"])
         row["direction_base"], row["direction_p"] = d.base_rate, d.p_value
@@ -263,8 +256,9 @@ def dm_table(preds: list[FoldPrediction], model: str = "model", role: str = "tes
                 continue
             row = {"horizon": horizon, "model": model, "versus": other, "n": len(mine)}
             for loss, power in (("abs", 1), ("sq", 2)):
-                dm = diebold_mariano(np.abs(mine) ** power, np.abs(theirs) ** power,
-                                     HORIZONS[horizon], lags=dm_lags(horizon, stride))
+                lags = dm_lags(horizon, stride)
+                dm = diebold_mariano(np.abs(mine) ** power, np.abs(theirs) ** power, lags + 1,
+                                     lags=lags)
                 row[f"dm_stat_{loss}"], row[f"dm_p_{loss}"] = dm.stat, dm.p_value
             rows.append(row)
     return pd.DataFrame(rows)

@@ -19,9 +19,7 @@ from cbi_toolkit.evaluation import (
     pinball,
     score_folds,
     summarise,
-    walk_forward,
 )
-from cbi_toolkit.spec import load_spec
 
 
 def test_point_metrics_by_hand():
@@ -78,19 +76,6 @@ def test_mase_is_mae_over_random_walk_on_same_fold():
     assert model["mae"] == pytest.approx(model_mae)
     assert model["mase"] == pytest.approx(model_mae / rw_mae)
     assert folds[folds.model == "random_walk"].iloc[0]["mase"] == pytest.approx(1.0)
-    summary = summarise(folds)
+    summary = summarise(preds, folds)
     assert list(summary["model"]) == ["model", "random_walk"]
-
-
-@pytest.mark.parametrize("name", ["zl_1w", "zl_1m", "zl_12m", "zl_all"])
-def test_folds_keep_a_gap_of_the_longest_horizon(specs_dir, name):
-    spec = load_spec(specs_dir / f"{name}.yaml")
-    n = 3700
-    folds = list(walk_forward(spec, n).split(np.zeros(n)))
-    assert len(folds) == spec.validation.n_splits
-    previous_train = 0
-    for train, test in folds:
-        assert test[0] - train[-1] - 1 >= spec.max_horizon
-        assert train[0] == 0 and len(train) > previous_train  # expanding window
-        previous_train = len(train)
-    assert folds[-1][1][-1] == n - 1
+    assert summary.set_index("model").loc["model", "mase"] == pytest.approx(model_mae / rw_mae)

@@ -14,6 +14,7 @@ import pytest
 from cbi_toolkit.artifacts import load_pipeline
 from cbi_toolkit.cli import main
 from cbi_toolkit.errors import ArtifactError, SinkError
+from cbi_toolkit.models.baselines import VolatilityRandomWalk
 from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.sinks.duckdb import DuckDBSink
@@ -21,7 +22,8 @@ from cbi_toolkit.spec import load_spec
 
 TINY = ["window=20", "model.hidden_dim=8", "model.num_heads=2", "model.num_layers=1",
         "training.max_epochs=2", "training.batch_size=128", "validation.n_splits=2",
-        "gate.max_mase=null", "gate.coverage_80=null", "gate.coverage_95=null"]
+        "validation.test_start=2023-01-03", "validation.test_size=126",
+        "gate.max_mase=null", "gate.worse_p=null", "gate.coverage_80=null", "gate.coverage_95=null"]
 
 
 def run(spec_path, tmp_path, *extra, sets=TINY):
@@ -51,7 +53,7 @@ def test_run_writes_artifacts(first_run):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     models = {r["model"] for r in metrics["summary"]}
-    assert models == {"model", "random_walk", "drift", "ridge"}
+    assert {"model", "net", "random_walk", "vol_random_walk", "drift", "ridge"} <= models
     rw = next(r for r in metrics["summary"] if r["model"] == "random_walk")
     assert rw["mase"] == pytest.approx(1.0)
     report = (run_dir / "report.md").read_text()
@@ -87,9 +89,18 @@ def test_saved_model_round_trip_identical(first_run, data_dir):
     _, samples = prepare(spec, str(data_dir))
     mu, sigma = predict_dist(pipe, samples.X[[len(samples) - 1]])
     saved = pd.read_csv(run_dir / "forecasts.csv")
-    price = samples.price[-1] * np.exp(mu[0, 0])
+    # the shipped forecast: the net's mean times the combination weight chosen on the folds,
+    # sigma from the chosen source times the calibrated variance scale
+    comb, cal = meta["combination"]["1m"], meta["calibration"]["1m"]
+    price = samples.price[-1] * np.exp(comb["weight"] * mu[0, 0])
     assert price == pytest.approx(saved["predicted_price"][0], rel=1e-6)
-    assert sigma[0, 0] == pytest.approx(saved["sigma"][0], rel=1e-6)
+    if comb["sigma"] == "net":
+        source = sigma[0, 0]
+    else:
+        known = np.flatnonzero(samples.labelled)
+        vol = VolatilityRandomWalk(meta["vol_window"], (21,)).fit(samples.X[known], samples.y[known])
+        source = vol.predict_dist(samples.X[[len(samples) - 1]])[1][0, 0]
+    assert cal["variance_scale"] * source == pytest.approx(saved["sigma"][0], rel=1e-6)
     assert meta["feature_names"] == samples.feature_names
 
 
@@ -128,7 +139,9 @@ def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, caps
     zl.unlink()
     rows = pd.read_csv(data_dir / "zl" / zl.name, dtype=str)
     rows[rows["date"] < "2022-01-01"].to_csv(zl, index=False)
-    assert run(specs_dir / "zl_1m_quick.yaml", tmp_path, "--data-dir", str(old)) == 0
+    sets = [s for s in TINY if not s.startswith("validation.test_start")]
+    assert run(specs_dir / "zl_1m_quick.yaml", tmp_path, "--data-dir", str(old),
+               sets=[*sets, "validation.test_start=2021-01-04"]) == 0
     run_dir = run_dirs(tmp_path)[0]
     meta = json.loads((run_dir / "model" / "meta.json").read_text())
     assert meta["train_end"] < "2022-01-01"
@@ -138,7 +151,7 @@ def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, caps
     out = capsys.readouterr().out
     assert "random_walk" in out and "scored" in out
     table = pd.read_csv(run_dir / "evaluations" / "since-2022-01-03.csv")
-    assert set(table["model"]) == {"model", "random_walk", "drift", "ridge"}
+    assert {"model", "net", "random_walk", "vol_random_walk", "drift", "ridge"} <= set(table["model"])
     # origins from 2022-01-03 whose 21-day targets are known by 2023-12-29
     assert table["direction_n"].max() <= 480
 
