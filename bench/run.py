@@ -332,7 +332,7 @@ def bench_folds(spec, samples, quick: bool, threads: int, precision: str) -> dic
         start = time.perf_counter()
         preds, seconds = backtest(s, samples, models)
         wall = time.perf_counter() - start
-        summ = summarise(score_folds(preds))
+        summ = summarise(preds, score_folds(preds))
         row = summ[summ["model"] == "model"].iloc[0]
         out[name] = {"wall_s": round(wall, 1), "model_fit_s": round(sum(seconds["model"]), 1),
                      "fits": sum(1 for x in seconds["model"] if x > 0),

@@ -11,9 +11,11 @@ from the test span reaches a choice.
   included, is calibrated the same way, so their bands compare fairly.
 * `Combination`: the forecast the toolkit ships, ``mu = w * mu_net`` (the
   random walk predicts 0), with ``w`` on a grid in [0, 1] minimising the
-  absolute error on the calibration folds, and sigma from the net's head or the
-  trailing-volatility model, whichever has the lower calibrated CRPS there.
-  ``w = 0`` means the net earned no weight: the forecast is the random walk's.
+  absolute error on the calibration folds -- kept only if that beats the random
+  walk there with a Diebold-Mariano p below `EARN_P`, else 0 -- and sigma from
+  the net's head or the trailing-volatility model, whichever has the lower
+  calibrated CRPS there. ``w = 0`` means the net earned no weight: the forecast
+  is the random walk's mean with a calibrated band.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from cbi_toolkit.walkforward import SELECTION
 #: the model the toolkit forecasts with, the raw network, and the sigma reference
 MODEL, NET, VOL = "model", "net", "vol_random_walk"
 WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
+#: the combined forecast must beat the random walk on the calibration folds at this DM p
+#: (absolute errors), or the net gets no weight: a weight found by search on a few hundred
+#: origins is mostly noise unless the gain is significant there
+EARN_P = 0.1
 
 
 @dataclass
@@ -91,13 +97,19 @@ def calibration_for(preds: list[FoldPrediction], model: str, horizon: str,
     return None if data is None else fit_calibration(*data)
 
 
-def fit_combination(net: tuple, vol: tuple) -> Combination:
+def fit_combination(net: tuple, vol: tuple, lags: int = 0) -> Combination:
     """``net`` and ``vol``: (y, mu, sigma) of the net and the volatility random walk on the
-    same origins."""
+    same origins (in time order); ``lags``: Newey-West lags of their overlapping errors."""
+    from cbi_toolkit.significance import diebold_mariano
+
     y, mu, sigma_net = net
     _, _, sigma_vol = vol
     mae = [np.mean(np.abs(y - w * mu)) for w in WEIGHTS]
     weight = float(WEIGHTS[int(np.argmin(mae))])  # ties: the smallest weight
+    if weight > 0:
+        dm = diebold_mariano(np.abs(y - weight * mu), np.abs(y), lags + 1, lags=lags)
+        if not (dm.stat < 0 and dm.p_value < EARN_P):
+            weight = 0.0
     combined = weight * mu
     scores = {}
     for name, sigma in ((NET, sigma_net), (VOL, sigma_vol)):
@@ -106,7 +118,7 @@ def fit_combination(net: tuple, vol: tuple) -> Combination:
     return Combination(weight, min(scores, key=scores.get), len(y))
 
 
-def combine(preds: list[FoldPrediction]) -> tuple[list[FoldPrediction], dict]:
+def combine(preds: list[FoldPrediction], stride: int = 1) -> tuple[list[FoldPrediction], dict]:
     """The shipped model's predictions from the net's and the volatility random walk's,
     fold by fold with combinations fitted on earlier folds only; and the combination
     each fold used, ``{(horizon, fold): Combination}``."""
@@ -115,7 +127,7 @@ def combine(preds: list[FoldPrediction]) -> tuple[list[FoldPrediction], dict]:
     vols = {(p.horizon, p.fold): p for p in preds if p.model == VOL}
     for p in nets:
         vol = vols[(p.horizon, p.fold)]
-        comb = combination_for(preds, p.horizon, p.fold)
+        comb = combination_for(preds, p.horizon, p.fold, stride)
         sigma = p.sigma if comb.sigma == NET else vol.sigma
         out.append(FoldPrediction(MODEL, p.fold, p.horizon, p.y, comb.weight * p.mu, sigma,
                                   p.price, p.dates, p.role))
@@ -123,12 +135,15 @@ def combine(preds: list[FoldPrediction]) -> tuple[list[FoldPrediction], dict]:
     return out, used
 
 
-def combination_for(preds: list[FoldPrediction], horizon: str, fold: int | None) -> Combination:
+def combination_for(preds: list[FoldPrediction], horizon: str, fold: int | None,
+                    stride: int = 1) -> Combination:
+    from cbi_toolkit.evaluation import dm_lags
+
     folds = calibration_folds(preds, fold)
     net, vol = _pooled(preds, NET, horizon, folds), _pooled(preds, VOL, horizon, folds)
     if net is None or vol is None:
         return Combination()  # nothing earlier to learn from: the random walk with a vol band
-    return fit_combination(net, vol)
+    return fit_combination(net, vol, dm_lags(horizon, stride))
 
 
 @dataclass

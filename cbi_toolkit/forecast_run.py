@@ -152,12 +152,12 @@ def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[
     return failures
 
 
-def shipped_predictions(preds: list[FoldPrediction], combine_net: bool
+def shipped_predictions(preds: list[FoldPrediction], combine_net: bool, stride: int = 1
                         ) -> tuple[list[FoldPrediction], dict]:
     """The ``model`` rows: the net combined with the random walk (weights from earlier
     folds), or with ``combine: false`` the net itself."""
     if combine_net:
-        return combine(preds)
+        return combine(preds, stride)
     mine = [FoldPrediction(MODEL, p.fold, p.horizon, p.y, p.mu, p.sigma, p.price, p.dates, p.role)
             for p in preds if p.model == NET]
     return mine, {(p.horizon, p.fold): Combination(1.0, NET, len(p.y)) for p in mine}
@@ -287,7 +287,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
 
     models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
     preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints)
-    shipped, used = shipped_predictions(preds, spec.forecast.combine)
+    shipped, used = shipped_predictions(preds, spec.forecast.combine, spec.validation.stride)
     preds = shipped + preds
     fit_seconds[MODEL] = fit_seconds[NET]
     cals = fold_calibrations(preds)
@@ -324,7 +324,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
     pipe.fit(labelled.X, labelled.y)
     shipping = ShippedModel(
-        {h: combination_for(preds, h, None) if spec.forecast.combine else Combination(1.0, NET)
+        {h: combination_for(preds, h, None, spec.validation.stride) if spec.forecast.combine
+         else Combination(1.0, NET)
          for h in spec.horizons},
         {h: calibration_for(preds, MODEL, h, None) for h in spec.horizons},
         spec.forecast.vol_window)
