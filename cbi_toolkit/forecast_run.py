@@ -259,7 +259,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     labelled = labelled_samples(samples)
     checkpoints = run_dir / CHECKPOINTS
 
-    models = {MODEL: build_pipeline(spec, verbose=verbose), **build_baselines()}
+    models = {MODEL: build_pipeline(spec, verbose=verbose), **build_baselines(spec)}
     preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints)
     folds = score_folds(preds)
     summary = summarise(folds)
@@ -379,7 +379,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
         print(f"warning: --since {since:%Y-%m-%d} is not after the model's training data "
               f"(ends {train_end:%Y-%m-%d}); those origins are in-sample")
     models = {MODEL: pipe}
-    for name, base in build_baselines().items():
+    for name, base in build_baselines(spec).items():
         models[name] = base.fit(labelled.X[train], labelled.y[train])
     preds = []
     for name, model in models.items():
