@@ -364,15 +364,9 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
 def baselines_for(spec: Spec) -> dict:
     """The spec's baselines, always with the volatility random walk the combination
     takes its sigma from."""
-    from sklearn.pipeline import Pipeline
-
-    from cbi_toolkit.features.windows import WindowScaler
-    from cbi_toolkit.models.baselines import VolatilityRandomWalk
-
-    models = build_baselines()
+    models = build_baselines(spec)
     if VOL not in models:
-        models[VOL] = Pipeline([("scale", WindowScaler()), ("model", VolatilityRandomWalk(
-            spec.forecast.vol_window, tuple(spec.horizon_days)))])
+        models[VOL] = build_baselines(spec.model_copy(update={"baselines": [VOL]}))[VOL]
     return models
 
 

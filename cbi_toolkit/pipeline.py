@@ -6,9 +6,14 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.features.windows import WindowScaler
-from cbi_toolkit.models.baselines import Drift, LastStepRidge, RandomWalk
+from cbi_toolkit.models.baselines import BASELINES
 from cbi_toolkit.models.regressor import regressor_from_spec
 from cbi_toolkit.spec import Spec
+
+#: the baselines of a run without a spec (no horizon lengths known)
+_NO_SPEC_BASELINES = ("random_walk", "drift", "ridge")
+#: keyword arguments per baseline beyond the spec's horizons
+_BASELINE_KWARGS = {"ridge": {"alpha": 10.0}}
 
 
 def build_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
@@ -22,13 +27,23 @@ def build_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
     return Pipeline([("scale", WindowScaler()), ("net", net)])
 
 
-def build_baselines() -> dict[str, Pipeline]:
-    """The naive references every model is shown beside, on the same samples."""
-    return {
-        "random_walk": Pipeline([("scale", WindowScaler()), ("model", RandomWalk())]),
-        "drift": Pipeline([("scale", WindowScaler()), ("model", Drift())]),
-        "ridge": Pipeline([("scale", WindowScaler()), ("model", LastStepRidge(alpha=10.0))]),
-    }
+def build_baselines(spec: Spec | None = None) -> dict[str, Pipeline]:
+    """The references every model is shown beside, on the same samples: the
+    spec's ``baselines`` list, each as ``Pipeline([scale, model])``.
+
+    Baselines that need the horizon lengths (volatility bands, GARCH, ARIMA,
+    ETS) get them from ``spec.horizons``; without a spec, the horizon-free
+    random walk, drift and ridge.
+    """
+    names = _NO_SPEC_BASELINES if spec is None else spec.baselines
+    out = {}
+    for name in names:
+        cls = BASELINES[name]
+        kwargs = dict(_BASELINE_KWARGS.get(name, {}))
+        if spec is not None and "horizons" in cls().get_params():
+            kwargs["horizons"] = tuple(spec.horizon_days)
+        out[name] = Pipeline([("scale", WindowScaler()), ("model", cls(**kwargs))])
+    return out
 
 
 def predict_dist(pipe: Pipeline, X) -> tuple[np.ndarray, np.ndarray]:

@@ -123,6 +123,13 @@ DEFAULT_FEATURES: list[FeatureItem] = list(FEATURES)
 _CLI_FLAG = {"runs_dir": "--runs-dir", "sink.path": "--sink duckdb:///PATH", "output": "--output"}
 
 
+#: names of `cbi_toolkit.models.baselines.BASELINES` (kept here so loading a spec
+#: does not import torch; a test keeps the two in step)
+BASELINE_NAMES = ("random_walk", "drift", "ridge", "vol_random_walk", "garch",
+                  "auto_arima", "auto_ets")
+DEFAULT_BASELINES = ["random_walk", "drift", "ridge", "vol_random_walk", "garch"]
+
+
 def check_output_path(value: str, key: str) -> str:
     """Refuse an output path from a spec that would leave the working directory:
     absolute, ``~``, or with a ``..`` part. Paths given on the command line
@@ -153,6 +160,7 @@ class Spec(_Strict):
     validation: ValidationConfig = ValidationConfig()
     forecast: ForecastConfig = ForecastConfig()
     gate: GateConfig = GateConfig()
+    baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
     sink: SinkConfig = Field(default_factory=DuckDBSinkConfig)
     runs_dir: str = "runs"
 
@@ -177,6 +185,19 @@ class Spec(_Strict):
         if len(set(horizons)) != len(horizons):
             raise ValueError(f"duplicate horizons in {horizons}")
         return sorted(horizons, key=HORIZONS.__getitem__)
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in BASELINE_NAMES:
+                raise ValueError(f"unknown baseline {name!r}{_did_you_mean(name, BASELINE_NAMES)}; "
+                                 f"allowed: {', '.join(BASELINE_NAMES)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate baselines in {names}")
+        if "random_walk" not in names:
+            raise ValueError("baselines must include random_walk: every score is relative to it")
+        return names
 
     @field_validator("features", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from cbi_toolkit.models.baselines import VolatilityRandomWalk
 from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.sinks.duckdb import DuckDBSink
-from cbi_toolkit.spec import load_spec
+from cbi_toolkit.spec import DEFAULT_BASELINES, load_spec
 
 TINY = ["window=20", "model.hidden_dim=8", "model.num_heads=2", "model.num_layers=1",
         "training.max_epochs=2", "training.batch_size=128", "validation.n_splits=2",
@@ -53,7 +53,7 @@ def test_run_writes_artifacts(first_run):
         assert (run_dir / name).is_file(), name
     metrics = json.loads((run_dir / "metrics.json").read_text())
     models = {r["model"] for r in metrics["summary"]}
-    assert {"model", "net", "random_walk", "vol_random_walk", "drift", "ridge"} <= models
+    assert models == {"model", "net", *DEFAULT_BASELINES}
     rw = next(r for r in metrics["summary"] if r["model"] == "random_walk")
     assert rw["mase"] == pytest.approx(1.0)
     report = (run_dir / "report.md").read_text()
@@ -151,7 +151,7 @@ def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, caps
     out = capsys.readouterr().out
     assert "random_walk" in out and "scored" in out
     table = pd.read_csv(run_dir / "evaluations" / "since-2022-01-03.csv")
-    assert {"model", "net", "random_walk", "vol_random_walk", "drift", "ridge"} <= set(table["model"])
+    assert set(table["model"]) == {"model", "net", *DEFAULT_BASELINES}
     # origins from 2022-01-03 whose 21-day targets are known by 2023-12-29
     assert table["direction_n"].max() <= 480
 

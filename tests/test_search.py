@@ -24,7 +24,7 @@ from cbi_toolkit.search import (
     param_grid_for,
     run_search,
 )
-from cbi_toolkit.spec import load_spec
+from cbi_toolkit.spec import DEFAULT_BASELINES, load_spec
 
 #: Tiny everything: one LSTM layer, 1 epoch, 2 folds (the real sizes are in docs/search.md).
 TINY = {"model": {"num_layers": 1, "num_heads": 2, "dropout": 0.0},
@@ -156,7 +156,7 @@ def test_sequential_leaderboard(sequential):
     assert best.window == board.iloc[0]["window"]
     assert best.model.hidden_dim == board.iloc[0]["model.hidden_dim"]
     refs = sequential.baselines.set_index("model")["mase_1m"]
-    assert list(refs.index) == ["random_walk", "drift", "ridge"] and refs["random_walk"] == 1.0
+    assert list(refs.index) == DEFAULT_BASELINES and refs["random_walk"] == 1.0
     assert (out / "baselines.csv").is_file()
     rows = [json.loads(line) for line in (out / RESULTS_FILE).read_text().splitlines()]
     assert len(rows) == 4 and len({r["variant"] for r in rows}) == 4

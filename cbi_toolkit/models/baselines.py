@@ -14,24 +14,10 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
 
 from cbi_toolkit.features.windows import as_windows
-
-
-def _check_y(y, n: int) -> np.ndarray:
-    y = np.asarray(y, dtype=np.float64)
-    if y.ndim == 1:
-        y = y[:, None]
-    if y.ndim != 2 or len(y) != n:
-        raise ValueError(f"y must be [n_samples, n_horizons] with n_samples={n}, "
-                         f"got shape {y.shape}")
-    if not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinite targets; pass only labelled samples")
-    if n < 1:
-        raise ValueError("no samples to fit")
-    return y
-
-
-def _n_samples(X) -> int:
-    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+from cbi_toolkit.models.checks import check_horizons as _check_horizons
+from cbi_toolkit.models.checks import check_y as _check_y
+from cbi_toolkit.models.checks import n_samples as _n_samples
+from cbi_toolkit.models.peers import AutoARIMA, AutoETS, GarchRandomWalk
 
 
 class _Baseline(RegressorMixin, BaseEstimator):
@@ -91,14 +77,6 @@ class LastStepRidge(_Baseline):
         return self.ridge_.predict(Z).reshape(len(Z), -1)
 
 
-def _check_horizons(horizons, y: np.ndarray) -> tuple[int, ...]:
-    days = tuple(int(h) for h in horizons)
-    if len(days) != y.shape[1] or min(days, default=0) < 1:
-        raise ValueError(f"horizons {days} must give one positive length in trading days per "
-                         f"column of y ({y.shape[1]} columns)")
-    return days
-
-
 def daily_log_returns(win, n: int) -> np.ndarray:
     """``[n_samples, n]``: the last ``n`` daily log returns up to each origin (NaN where unknown)."""
     return np.diff(as_windows(win).history(n + 1), axis=1)
@@ -148,5 +126,9 @@ class VolatilityRandomWalk(RegressorMixin, BaseEstimator):
         return self.predict(X), sigma
 
 
-BASELINES = {"random_walk": RandomWalk, "drift": Drift, "ridge": LastStepRidge,
-             "vol_random_walk": VolatilityRandomWalk}
+#: spec name -> class; the spec's ``baselines`` list picks from these names.
+BASELINES: dict[str, type] = {
+    "random_walk": RandomWalk, "drift": Drift, "ridge": LastStepRidge,
+    "vol_random_walk": VolatilityRandomWalk, "garch": GarchRandomWalk,
+    "auto_arima": AutoARIMA, "auto_ets": AutoETS,
+}

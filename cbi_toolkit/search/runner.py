@@ -206,7 +206,7 @@ def baseline_scores(grid: Grid, group: _Group) -> pd.DataFrame:
     samples = group.samples
     cv = walk_forward(group.spec, len(samples), samples.dates, part="selection")
     rows = []
-    for name, pipe in build_baselines().items():
+    for name, pipe in build_baselines(group.spec).items():
         res = cross_validate(pipe, samples.X, samples.y, cv=cv, scoring=ForecastScorer(samples),
                              n_jobs=1, error_score="raise")
         row: dict[str, Any] = {"model": name}

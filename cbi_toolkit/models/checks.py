@@ -1,0 +1,31 @@
+"""Input checks shared by the baselines and peers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_y(y, n: int) -> np.ndarray:
+    y = np.asarray(y, dtype=np.float64)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or len(y) != n:
+        raise ValueError(f"y must be [n_samples, n_horizons] with n_samples={n}, "
+                         f"got shape {y.shape}")
+    if not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinite targets; pass only labelled samples")
+    if n < 1:
+        raise ValueError("no samples to fit")
+    return y
+
+
+def n_samples(X) -> int:
+    return len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
+
+
+def check_horizons(horizons, y: np.ndarray) -> tuple[int, ...]:
+    days = tuple(int(h) for h in horizons)
+    if len(days) != y.shape[1] or min(days, default=0) < 1:
+        raise ValueError(f"horizons {days} must give one positive length in trading days per "
+                         f"column of y ({y.shape[1]} columns)")
+    return days
