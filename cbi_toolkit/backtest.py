@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 
 def labelled_samples(samples: Samples) -> Samples:
-    return samples.subset(np.flatnonzero(samples.labelled))
+    """The origins with at least one known target: every head trains (and is scored) on
+    the origins whose own target is known (a horizon mask), so a 12m head does not cut
+    the 1w head's history a year short."""
+    return samples.subset(np.flatnonzero(samples.trainable))
 
 
 def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
@@ -91,9 +94,13 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
                 fold_seconds[name] = 0.0
             mu, sigma = predict_dist(est, samples.X[test])
             for j, horizon in enumerate(samples.horizons):
+                known = np.isfinite(samples.y[test, j])  # near the end a long horizon is unknown
+                if not known.any():
+                    continue
+                at = test[known]
                 fold_preds.append(FoldPrediction(
-                    model=name, fold=k, horizon=horizon, y=samples.y[test, j], mu=mu[:, j],
-                    sigma=sigma[:, j], price=samples.price[test], dates=d[test], role=fold.role))
+                    model=name, fold=k, horizon=horizon, y=samples.y[at, j], mu=mu[known, j],
+                    sigma=sigma[known, j], price=samples.price[at], dates=d[at], role=fold.role))
         if checkpoint_dir is not None:
             save_fold(checkpoint_dir, k, fold_preds, fold_seconds)
             for name in models:

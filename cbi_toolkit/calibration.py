@@ -154,7 +154,7 @@ class ShippedModel:
 
     combinations: dict[str, Combination]
     calibrations: dict[str, Calibration | None]
-    vol_window: int = 63
+    vol_window: int = 63  # the vol_random_walk baseline's window, which the folds scored
 
     def apply(self, horizons: list[str], mu_net: np.ndarray, sigma_net: np.ndarray,
               sigma_vol: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, dict[float, float]]]:

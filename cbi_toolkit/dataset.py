@@ -42,6 +42,11 @@ class Samples:
         """Mask of origins whose targets are all known."""
         return ~np.isnan(self.y).any(axis=1)
 
+    @property
+    def trainable(self) -> np.ndarray:
+        """Mask of origins with at least one known target (horizon masks do the rest)."""
+        return ~np.isnan(self.y).all(axis=1)
+
     def subset(self, idx) -> Samples:
         return Samples(self.X[idx], self.y[idx], self.dates[idx], self.price[idx],
                        self.feature_names, self.horizons)

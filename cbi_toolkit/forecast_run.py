@@ -327,8 +327,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         {h: combination_for(preds, h, None, spec.validation.stride) if spec.forecast.combine
          else Combination(1.0, NET)
          for h in spec.horizons},
-        {h: calibration_for(preds, MODEL, h, None) for h in spec.horizons},
-        spec.forecast.vol_window)
+        {h: calibration_for(preds, MODEL, h, None) for h in spec.horizons})
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
     save_pipeline(pipe, run_dir / "model", meta={

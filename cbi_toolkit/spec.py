@@ -94,7 +94,6 @@ class ForecastConfig(_Strict):
     combine: bool = Field(
         True, description="forecast w*net + (1-w)*random walk with w and the sigma source chosen on "
                           "the selection folds; false: the net alone")
-    vol_window: int = Field(63, gt=1, description="trading days of the trailing-volatility sigma")
 
 
 class GateConfig(_Strict):

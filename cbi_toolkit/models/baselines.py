@@ -22,8 +22,9 @@ from cbi_toolkit.models.peers import AutoARIMA, AutoETS, GarchRandomWalk
 
 class _Baseline(RegressorMixin, BaseEstimator):
     def _fit_sigma(self, residuals: np.ndarray) -> None:
-        ddof = 1 if len(residuals) > 1 else 0
-        self.sigma_ = residuals.std(axis=0, ddof=ddof)
+        n = np.isfinite(residuals).sum(axis=0)
+        self.sigma_ = np.where(n > 1, np.nanstd(residuals, axis=0, ddof=1),
+                               np.nanstd(residuals, axis=0))
         self.n_horizons_ = residuals.shape[1]
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
@@ -48,7 +49,7 @@ class Drift(_Baseline):
 
     def fit(self, X, y):
         y = _check_y(y, _n_samples(X))
-        self.mean_ = y.mean(axis=0)
+        self.mean_ = np.nanmean(y, axis=0)
         self._fit_sigma(y - self.mean_)
         return self
 
@@ -67,14 +68,18 @@ class LastStepRidge(_Baseline):
         y = _check_y(y, len(Z))
         if not np.isfinite(Z).all():
             raise ValueError("X contains NaN or infinite features at the origins")
-        self.ridge_ = Ridge(alpha=self.alpha).fit(Z, y)
+        # one ridge per horizon, on the origins whose own target is known
+        self.ridges_ = [Ridge(alpha=self.alpha).fit(Z[known], y[known, j])
+                        for j, known in enumerate(np.isfinite(y).T)]
         self.n_features_in_ = Z.shape[1]
-        self._fit_sigma(y - self.ridge_.predict(Z).reshape(y.shape))
+        self._fit_sigma(y - self._predict(Z))
         return self
 
+    def _predict(self, Z: np.ndarray) -> np.ndarray:
+        return np.column_stack([r.predict(Z) for r in self.ridges_])
+
     def predict(self, X) -> np.ndarray:
-        Z = as_windows(X).last_step().astype(np.float64)
-        return self.ridge_.predict(Z).reshape(len(Z), -1)
+        return self._predict(as_windows(X).last_step().astype(np.float64))
 
 
 def daily_log_returns(win, n: int) -> np.ndarray:

@@ -32,6 +32,7 @@ from skorch.callbacks import Callback, EarlyStopping
 
 from cbi_toolkit.errors import ArtifactError, CbiError
 from cbi_toolkit.features.windows import Windows, as_windows
+from cbi_toolkit.models.checks import check_targets
 from cbi_toolkit.models.device import AMP_DTYPES, resolve_device, resolve_precision, torch_threads
 from cbi_toolkit.models.network import ForecastNet
 
@@ -66,17 +67,21 @@ class GaussianForecastLoss(torch.nn.Module):
         if scale is None:
             scale = torch.ones_like(mu[:1])
         scale = scale.to(mu.dtype)
+        # horizon mask: a NaN target (that horizon's future not yet known) adds no loss
+        known = torch.isfinite(y_true)
+        y_true = torch.where(known, y_true, mu.detach()).to(mu.dtype)
+        weight = known.to(mu.dtype) / known.sum().clamp(min=1)
         err = (y_true - mu) / scale
         s = sigma / scale
         loss = mu.new_zeros(())
         if self.nll:
             nll = 0.5 * (err / s) ** 2 + torch.log(s) + 0.5 * math.log(2 * math.pi)
-            loss = loss + self.nll * nll.mean()
+            loss = loss + self.nll * (weight * nll).sum()
         if self.mae:
-            loss = loss + self.mae * err.abs().mean()
+            loss = loss + self.mae * (weight * err.abs()).sum()
         if self.direction:
             sign = torch.where(y_true >= 0, 1.0, -1.0).to(mu.dtype)
-            loss = loss - self.direction * torch.special.log_ndtr(sign * mu / sigma).mean()
+            loss = loss - self.direction * (weight * torch.special.log_ndtr(sign * mu / sigma)).sum()
         return loss
 
 
@@ -239,11 +244,7 @@ def check_inputs(X, y=None) -> tuple[Windows, np.ndarray | None]:
     if y.ndim != 2 or len(y) != len(win):
         raise ValueError(f"y must be [n_samples, n_horizons] with n_samples={len(win)}, "
                          f"got shape {y.shape}")
-    if not np.isfinite(y).all():
-        n_bad = int((~np.isfinite(y)).sum())
-        raise ValueError(f"y contains {n_bad} NaN or infinite targets (unknown future "
-                         "returns?); pass only labelled samples (Samples.labelled)")
-    return win, y
+    return win, check_targets(y)
 
 
 # ---------------------------------------------------------------------------
@@ -358,8 +359,8 @@ class ForecastRegressor(NeuralNetRegressor):
         else:
             train, valid = split(dataset, y, **fit_params)
         if not self.target_stats_set_ and train.y is not None:
-            loc = train.y.mean(axis=0, dtype=np.float64)
-            scale = train.y.std(axis=0, dtype=np.float64)
+            loc = np.nanmean(train.y.astype(np.float64), axis=0)
+            scale = np.nanstd(train.y.astype(np.float64), axis=0)
             scale = np.where(scale > 1e-8, scale, 1.0)
             if hasattr(self.module_, "set_target_stats"):
                 self.module_.set_target_stats(loc, scale)
