@@ -74,8 +74,9 @@ def diebold_mariano(loss_model, loss_ref, h: int, lags: int | None = None) -> DM
     scaled by `hln_factor` and compared with Student t on n - 1 degrees of
     freedom, two-sided. For h = 1 and no lags this is the one-sample t-test of d.
 
-    Returns nan stat and p when fewer than 2 pairs remain or the long-run
-    variance is not positive (d constant: the test is undefined, not significant).
+    Returns nan stat and p when fewer than 2 pairs remain, the long-run
+    variance is not positive (d constant: the test is undefined, not
+    significant) or n is too small for h (the HLN factor's radicand <= 0).
     """
     a = np.asarray(loss_model, dtype=np.float64).ravel()
     b = np.asarray(loss_ref, dtype=np.float64).ravel()

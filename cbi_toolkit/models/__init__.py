@@ -1,8 +1,9 @@
 """Models: the torch network, its skorch regressor and sklearn baselines."""
 
-from cbi_toolkit.models.baselines import BASELINES, Drift, LastStepRidge, RandomWalk
+from cbi_toolkit.models.baselines import BASELINES, Drift, LastStepRidge, RandomWalk, VolatilityRandomWalk
 from cbi_toolkit.models.device import resolve_device, resolve_precision
 from cbi_toolkit.models.network import ForecastNet
+from cbi_toolkit.models.peers import AutoARIMA, AutoETS, GarchRandomWalk
 from cbi_toolkit.models.regressor import (
     ForecastRegressor,
     GaussianForecastLoss,
@@ -16,14 +17,18 @@ from cbi_toolkit.models.regressor import (
 
 __all__ = [
     "BASELINES",
+    "AutoARIMA",
+    "AutoETS",
     "Drift",
     "ForecastNet",
+    "GarchRandomWalk",
     "ForecastRegressor",
     "GaussianForecastLoss",
     "LastStepRidge",
     "RandomWalk",
     "TailSplit",
     "TrainingDivergedError",
+    "VolatilityRandomWalk",
     "WarmupCosine",
     "load_regressor",
     "regressor_from_spec",
