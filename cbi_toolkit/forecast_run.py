@@ -391,7 +391,7 @@ def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedMod
         mu, sigma = predict_dist(pipe, samples.X[[last]])
     else:  # a serving model (cbi_toolkit.export.ServingModel)
         mu, sigma = pipe.predict_dist(samples.X[[last]])
-    known = np.flatnonzero(samples.labelled)
+    known = np.flatnonzero(samples.trainable)
     vol = VolatilityRandomWalk(shipping.vol_window, tuple(HORIZONS[h] for h in samples.horizons))
     sigma_vol = vol.fit(samples.X[known], samples.y[known]).predict_dist(samples.X[[last]])[1]
     mu, sigma, scales = shipping.apply(samples.horizons, mu[0], sigma[0], sigma_vol[0])

@@ -39,7 +39,7 @@ def source_context(data_dir: str | None) -> SourceContext:
 
 
 def data_summary(spec: Spec, report: DataReport, samples: Samples) -> str:
-    labelled = int(samples.labelled.sum())
+    labelled = int(samples.trainable.sum())
     lines = [
         f"spec {spec.name}: target {spec.target}, horizons {', '.join(spec.horizons)}, "
         f"window {spec.window}",

@@ -10,17 +10,18 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.backtest import labelled_samples
-from cbi_toolkit.evaluation import walk_forward
 from cbi_toolkit.pipeline import build_pipeline
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.spec import load_spec
+from cbi_toolkit.walkforward import walk_forward
 
 
 @pytest.fixture(scope="module")
 def tiny(specs_dir, data_dir):
     spec = load_spec(specs_dir / "zl_1m_quick.yaml", overrides={
         "window": 20, "model.hidden_dim": 8, "model.num_heads": 2, "model.num_layers": 1,
-        "training.max_epochs": 1, "training.batch_size": 128, "validation.n_splits": 2})
+        "training.max_epochs": 1, "training.batch_size": 128, "validation.n_splits": 2,
+        "validation.test_start": None})
     _, samples = prepare(spec, str(data_dir))
     return spec, labelled_samples(samples)
 

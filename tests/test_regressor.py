@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
@@ -12,6 +15,7 @@ from cbi_toolkit.errors import ArtifactError
 from cbi_toolkit.features.windows import Windows, WindowScaler
 from cbi_toolkit.models.regressor import (
     ForecastRegressor,
+    GaussianForecastLoss,
     TailSplit,
     TrainingDivergedError,
     WindowDataset,
@@ -133,16 +137,34 @@ def test_tampered_weights_refused(fitted, tmp_path):
         load_regressor(tmp_path / "model")
 
 
-@pytest.mark.parametrize("where", ["X", "y"])
-def test_non_finite_input_refused(data, where):
+@pytest.mark.parametrize("where, message", [("X", "NaN or infinite"), ("y_inf", "infinite"),
+                                            ("y_row", "no known target")])
+def test_non_finite_input_refused(data, where, message):
     X, y = data
     values, y = X.values.copy(), y.copy()
     if where == "X":
         values[X.ends[5]] = np.inf
+    elif where == "y_inf":
+        y[5, 1] = np.inf
     else:
-        y[5, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN or infinite"):
+        y[5, :] = np.nan  # an origin with no known target at all
+    with pytest.raises(ValueError, match=message):
         ForecastRegressor(**TINY).fit(Windows(values, X.ends, X.window), y)
+
+
+def test_unknown_targets_add_no_loss():
+    """Horizon mask: a NaN target (that horizon's future not yet known) leaves the loss
+    the mean over the known targets, and gives its output no gradient."""
+    mu = torch.tensor([[0.01, 0.02], [0.03, -0.01]], requires_grad=True)
+    sigma = torch.full((2, 2), 0.05)
+    y = torch.tensor([[0.02, float("nan")], [0.0, 0.01]])
+    loss = GaussianForecastLoss(nll=1.0, mae=0.5)((mu, sigma), y)
+    known = torch.isfinite(y)
+    err = (y[known] - mu[known]) / 1.0
+    nll = 0.5 * (err / sigma[known]) ** 2 + torch.log(sigma[known]) + 0.5 * math.log(2 * math.pi)
+    assert loss.item() == pytest.approx((nll.mean() + 0.5 * err.abs().mean()).item(), rel=1e-6)
+    loss.backward()
+    assert mu.grad[0, 1] == 0 and torch.all(mu.grad[known] != 0)
 
 
 def test_diverging_training_stops_with_error(data):

@@ -12,7 +12,6 @@ from sklearn.model_selection import GridSearchCV
 
 from cbi_toolkit.backtest import labelled_samples
 from cbi_toolkit.errors import SpecError
-from cbi_toolkit.evaluation import walk_forward
 from cbi_toolkit.pipeline import build_pipeline
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.search import (
@@ -25,6 +24,7 @@ from cbi_toolkit.search import (
     run_search,
 )
 from cbi_toolkit.spec import DEFAULT_BASELINES, load_spec
+from cbi_toolkit.walkforward import walk_forward
 
 #: Tiny everything: one LSTM layer, 1 epoch, 2 folds (the real sizes are in docs/search.md).
 TINY = {"model": {"num_layers": 1, "num_heads": 2, "dropout": 0.0},
@@ -131,7 +131,8 @@ def test_spec_grid_translates_to_gridsearchcv(grid_file, data_dir):
     lab = labelled_samples(samples)
     n = len(lab)
     search = GridSearchCV(build_pipeline(specs[0], verbose=0), param_grid,
-                          cv=walk_forward(specs[0], n), scoring=ForecastScorer(lab), refit=False)
+                          cv=walk_forward(specs[0], n, lab.dates, part="selection"),
+                          scoring=ForecastScorer(lab), refit=False)
     search.fit(lab.X, lab.y)
     mase = search.cv_results_["mean_test_mase_1m"]
     assert mase.shape == (2,) and np.isfinite(mase).all()

@@ -15,7 +15,7 @@ implementation:
   between ``build_pipeline(variant)`` and ``build_pipeline(first variant)`` is
   a nested parameter dict (``net__module__hidden_dim``, ``net__lr``, ...), and
   the group runs as ``GridSearchCV(build_pipeline(spec), param_grid,
-  cv=walk_forward(spec, n), scoring=ForecastScorer(...))``;
+  cv=walk_forward(spec, n, dates, part="selection"), scoring=ForecastScorer(...))``;
 * `ForecastScorer` computes every metric of `evaluation.score` (MASE against
   the random walk included) on the test fold; it finds each test origin's
   price from the window's origin row (``X.ends``), so no custom splitter is
