@@ -13,9 +13,10 @@ from the test span reaches a choice.
   random walk predicts 0), with ``w`` on a grid in [0, 1] minimising the
   absolute error on the calibration folds -- kept only if that beats the random
   walk there with a Diebold-Mariano p below `EARN_P`, else 0 -- and sigma from
-  the net's head or the trailing-volatility model, whichever has the lower
-  calibrated CRPS there. ``w = 0`` means the net earned no weight: the forecast
-  is the random walk's mean with a calibrated band.
+  the trailing-volatility model unless the net's sigma head beats it there on
+  calibrated CRPS, again with a DM p below `EARN_P`. ``w = 0`` with the volatility
+  sigma means the net earned no place: the forecast is the random walk's mean
+  with a calibrated trailing-volatility band.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cbi_toolkit.evaluation import LEVELS, FoldPrediction, conformal_scale, crps_gaussian
+from cbi_toolkit.evaluation import LEVELS, FoldPrediction, conformal_scale, crps_gaussian_each
 from cbi_toolkit.walkforward import SELECTION
 
 #: the model the toolkit forecasts with, the raw network, and the sigma reference
@@ -111,11 +112,13 @@ def fit_combination(net: tuple, vol: tuple, lags: int = 0) -> Combination:
         if not (dm.stat < 0 and dm.p_value < EARN_P):
             weight = 0.0
     combined = weight * mu
-    scores = {}
+    crps = {}
     for name, sigma in ((NET, sigma_net), (VOL, sigma_vol)):
         cal = fit_calibration(y, combined, sigma)
-        scores[name] = crps_gaussian(y, combined, cal.variance_scale * sigma)
-    return Combination(weight, min(scores, key=scores.get), len(y))
+        crps[name] = crps_gaussian_each(y, combined, cal.variance_scale * sigma)
+    dm = diebold_mariano(crps[NET], crps[VOL], lags + 1, lags=lags)
+    source = NET if dm.stat < 0 and dm.p_value < EARN_P else VOL
+    return Combination(weight, source, len(y))
 
 
 def combine(preds: list[FoldPrediction], stride: int = 1) -> tuple[list[FoldPrediction], dict]:

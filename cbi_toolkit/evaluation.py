@@ -62,9 +62,14 @@ def pinball(y: np.ndarray, q_pred: np.ndarray, tau: float) -> float:
 
 
 def crps_gaussian(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> float:
-    """Closed-form CRPS of N(mu, sigma²) at y (Gneiting & Raftery 2007)."""
+    """Closed-form CRPS of N(mu, sigma²) at y (Gneiting & Raftery 2007), the mean."""
+    return float(np.mean(crps_gaussian_each(y, mu, sigma)))
+
+
+def crps_gaussian_each(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """The CRPS of each origin."""
     z = (y - mu) / sigma
-    return float(np.mean(sigma * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))))
+    return sigma * (z * (2 * norm.cdf(z) - 1) + 2 * norm.pdf(z) - 1 / np.sqrt(np.pi))
 
 
 def conformal_scale(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray, level: float) -> float:
