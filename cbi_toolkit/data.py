@@ -43,6 +43,10 @@ class DataReport:
     start: pd.Timestamp | None = None
     end: pd.Timestamp | None = None
     rows: int = 0
+    #: with ``allow_ended``: drivers that end before the target -> their last date
+    ended: dict[str, pd.Timestamp] = field(default_factory=dict)
+    #: the features those drivers feed (missing after the first end; scaled to their mean)
+    missing_features: list[str] = field(default_factory=list)
 
     def drop(self, rule: str, n: int) -> None:
         if n:
@@ -71,8 +75,13 @@ def resolve_data_dir(cli_value: str | os.PathLike | None = None,
     return candidate if candidate.is_dir() else None
 
 
-def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None) -> pd.DataFrame:
-    """All series of the spec on the target's trading days (one column each)."""
+def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
+               allow_ended: bool = False) -> pd.DataFrame:
+    """All series of the spec on the target's trading days (one column each).
+
+    ``allow_ended`` (scoring a saved model on newer data): a driver that ends before
+    the target is missing after its end instead of an error, recorded in ``report.ended``.
+    """
     report = report if report is not None else DataReport()
     raw = {}
     for source in spec.data:
@@ -90,7 +99,10 @@ def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None)
             aligned = align(frame[name], calendar, source.ffill_limit)
             if source.lag_days:
                 aligned = aligned.shift(source.lag_days)
-            check_driver_end(aligned, frame[name], source, name)
+            if allow_ended and aligned.notna().any() and np.isnan(aligned.iloc[-1]):
+                report.ended[name] = frame[name].dropna().index.max()
+            else:
+                check_driver_end(aligned, frame[name], source, name)
             columns[name] = aligned
     out = pd.DataFrame(columns, index=calendar)
     for name in out.columns:

@@ -70,7 +70,14 @@ def make_samples(spec: Spec, frame: pd.DataFrame, report: DataReport | None = No
         raise DataError(f"{spec.name}: feature {features.columns[col]!r} is infinite on "
                         f"{features.index[row]:%Y-%m-%d} ({int(inf.sum())} values); check the "
                         "input series it is built from (a zero or missing price?)")
-    valid_row = np.isfinite(features.to_numpy()).all(axis=1)
+    finite = np.isfinite(features.to_numpy())
+    if report.ended:  # scoring newer data: the features an ended driver feeds are missing after it
+        after = features.index > min(report.ended.values())
+        report.missing_features = [c for c, bad in zip(features.columns, ~finite[after].all(axis=0),
+                                                       strict=True) if bad]
+        keep = ~features.columns.isin(report.missing_features)
+        finite = finite | (after[:, None] & ~keep[None, :])
+    valid_row = finite.all(axis=1)
     for col in features.columns:
         n_missing = int((~np.isfinite(features[col].to_numpy())).sum())
         if n_missing:
@@ -96,8 +103,8 @@ def make_samples(spec: Spec, frame: pd.DataFrame, report: DataReport | None = No
                    price.to_numpy()[ends], list(features.columns), list(spec.horizons))
 
 
-def load_samples(spec: Spec, ctx: SourceContext,
-                 report: DataReport | None = None) -> tuple[pd.DataFrame, Samples]:
+def load_samples(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
+                 allow_ended: bool = False) -> tuple[pd.DataFrame, Samples]:
     report = report if report is not None else DataReport()
-    frame = load_frame(spec, ctx, report)
+    frame = load_frame(spec, ctx, report, allow_ended=allow_ended)
     return frame, make_samples(spec, frame, report)

@@ -400,10 +400,15 @@ def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedMod
                           pd.Timestamp.now(tz="UTC"))
 
 
-def load_run(run_dir: str, data_dir: str | None) -> tuple[Spec, Samples, object, dict, Path]:
+def load_run(run_dir: str, data_dir: str | None, allow_ended: bool = False
+             ) -> tuple[Spec, Samples, object, dict, Path]:
     path, spec, _ = _run_folder(run_dir)
     pipe, meta = load_pipeline(path / "model")
-    report, samples = prepare(spec, data_dir)
+    report, samples = prepare(spec, data_dir, allow_ended=allow_ended)
+    if report.ended:
+        ended = ", ".join(f"{k} ({v:%Y-%m-%d})" for k, v in report.ended.items())
+        print(f"drivers that end before the target: {ended}; after that their features "
+              f"({', '.join(report.missing_features)}) are held at their training mean")
     if samples.feature_names != meta["feature_names"]:
         raise ArtifactError(f"{path}: the data now gives features {len(samples.feature_names)} "
                             f"that differ from the saved model's {len(meta['feature_names'])}")
@@ -438,7 +443,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
     if not args.since:
         raise CbiError("--evaluate needs --since YYYY-MM-DD: the first origin date to score")
     since = pd.Timestamp(args.since)
-    spec, samples, pipe, meta, path = load_run(args.evaluate, args.data_dir)
+    spec, samples, pipe, meta, path = load_run(args.evaluate, args.data_dir, allow_ended=True)
     train_end = pd.Timestamp(meta["train_end"])
     labelled = labelled_samples(samples)
     train = np.flatnonzero(labelled.dates <= train_end)
@@ -448,6 +453,8 @@ def evaluate_run(args: argparse.Namespace) -> int:
     shipping = ShippedModel.from_meta(meta)
     models = {NET: pipe, **{name: base.fit(labelled.X[train], labelled.y[train])
                             for name, base in baselines_for(spec).items()}}
+    for model in models.values():  # missing features of ended drivers: their training mean
+        model.set_params(scale__fill_missing=True)
     preds, cals = [], {}
     for j, horizon in enumerate(samples.horizons):
         test = np.flatnonzero((samples.dates >= since) & np.isfinite(samples.y[:, j]))

@@ -56,7 +56,8 @@ def data_summary(spec: Spec, report: DataReport, samples: Samples) -> str:
     return "\n".join(lines)
 
 
-def prepare(spec: Spec, data_dir: str | None) -> tuple[DataReport, Samples]:
+def prepare(spec: Spec, data_dir: str | None, allow_ended: bool = False
+            ) -> tuple[DataReport, Samples]:
     ctx = source_context(data_dir)
     if ctx.data_dir is None and any(src.kind == "file" for src in spec.data):
         raise DataError("no data directory: pass --data-dir, set CBI_DATA_DIR, or place the "
@@ -65,7 +66,7 @@ def prepare(spec: Spec, data_dir: str | None) -> tuple[DataReport, Samples]:
 
     ensure_cached(spec, ctx, progress=log.info)  # live series without a file: fetched or refreshed
     report = DataReport()
-    _, samples = load_samples(spec, ctx, report)
+    _, samples = load_samples(spec, ctx, report, allow_ended=allow_ended)
     return report, samples
 
 

@@ -127,18 +127,28 @@ def test_tampered_model_is_refused(first_run, tmp_path):
         load_pipeline(copy)
 
 
-def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, capsys):
-    """Train on data up to 2021, then score on the full snapshot from 2022 on."""
-    old = tmp_path / "old"
+def linked_copy(data_dir: Path, dest: Path, cut: dict[str, str]) -> Path:
+    """The snapshot as symlinks, with the files in ``cut`` (path -> first date dropped)
+    rewritten without their rows from that date on: real rows, fewer of them."""
     for sub in data_dir.iterdir():
         if sub.is_dir():
-            (old / sub.name).mkdir(parents=True)
+            (dest / sub.name).mkdir(parents=True)
             for f in sub.glob("*.csv"):
-                (old / sub.name / f.name).symlink_to(f)
-    zl = old / "zl" / "zl_tradingview_ZL1_daily.csv"
-    zl.unlink()
-    rows = pd.read_csv(data_dir / "zl" / zl.name, dtype=str)
-    rows[rows["date"] < "2022-01-01"].to_csv(zl, index=False)
+                (dest / sub.name / f.name).symlink_to(f)
+    for rel, first_dropped in cut.items():
+        (dest / rel).unlink()
+        rows = pd.read_csv(data_dir / rel, dtype=str)
+        rows[rows["date"] < first_dropped].to_csv(dest / rel, index=False)
+    return dest
+
+
+def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, capsys):
+    """Train on data up to 2021, then score on newer data from 2022 on, where the weather
+    file ends in September 2022: its features are held at their training mean after
+    that (named in the output), and each horizon is scored where its target is known."""
+    old = linked_copy(data_dir, tmp_path / "old", {"zl/zl_tradingview_ZL1_daily.csv": "2022-01-01"})
+    weather = "weather/ghcnd_USW00014940_mason_city_ia_daily_2004_2023.csv"
+    new = linked_copy(data_dir, tmp_path / "new", {weather: "2022-10-01"})
     sets = [s for s in TINY if not s.startswith("validation.test_start")]
     assert run(specs_dir / "zl_1m_quick.yaml", tmp_path, "--data-dir", str(old),
                sets=[*sets, "validation.test_start=2021-01-04"]) == 0
@@ -146,14 +156,16 @@ def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, caps
     meta = json.loads((run_dir / "model" / "meta.json").read_text())
     assert meta["train_end"] < "2022-01-01"
     capsys.readouterr()
-    assert main(["--evaluate", str(run_dir), "--data-dir", str(data_dir),
+    assert main(["--evaluate", str(run_dir), "--data-dir", str(new),
                  "--since", "2022-01-03"]) == 0
     out = capsys.readouterr().out
     assert "random_walk" in out and "scored" in out
+    assert "wx_prcp (2022-09-30)" in out and "wx_prcp_anom" in out
     table = pd.read_csv(run_dir / "evaluations" / "since-2022-01-03.csv")
-    assert set(table["model"]) == {"model", "net", *DEFAULT_BASELINES}
-    # origins from 2022-01-03 whose 21-day targets are known by 2023-12-29
-    assert table["direction_n"].max() <= 480
+    assert {"model", "net", *DEFAULT_BASELINES} <= set(table["model"])
+    # origins from 2022-01-03 whose 21-day targets are known by 2023-12-29: past the weather's end
+    assert table["end"].min() >= "2023-11-01" and table["n"].max() <= 480
+    assert table.set_index("model").loc["random_walk", "mase"] == pytest.approx(1.0)
 
 
 def test_gate_failure_writes_nothing(tmp_path, specs_dir, capsys):

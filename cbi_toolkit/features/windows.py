@@ -138,8 +138,9 @@ class WindowScaler(TransformerMixin, BaseEstimator):
     ``context`` passes through unscaled.
     """
 
-    def __init__(self, clip: float | None = 10.0):
+    def __init__(self, clip: float | None = 10.0, fill_missing: bool = False):
         self.clip = clip
+        self.fill_missing = fill_missing
 
     def fit(self, X, y=None):  # noqa: ARG002 - sklearn signature
         win = as_windows(X)
@@ -158,4 +159,6 @@ class WindowScaler(TransformerMixin, BaseEstimator):
         scaled = ((win.values - self.mean_) / self.scale_).astype(np.float32)
         if self.clip is not None:
             np.clip(scaled, -self.clip, self.clip, out=scaled)
+        if self.fill_missing:  # a missing feature at its training mean: it carries no signal
+            np.nan_to_num(scaled, copy=False, nan=0.0)
         return win.with_values(scaled)
