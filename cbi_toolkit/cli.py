@@ -100,6 +100,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise CbiError("no spec given; usage: cbi-run SPEC.yaml (see cbi-run --help)")
     spec = load_spec(args.spec, overrides=runs.parse_overrides(args.set))
     if args.check:
+        from cbi_toolkit.sinks.resolve import sink_config
+
+        sink_config(spec.sink, args.sink)  # --sink is part of what --check validates
         print(f"{args.spec}: ok ({spec.name}: horizons {', '.join(spec.horizons)}, "
               f"window {spec.window}, {len(spec.data)} sources, {len(spec.features)} features)")
         return 0

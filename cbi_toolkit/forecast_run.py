@@ -138,18 +138,9 @@ def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[
 
 
 def sink_for(spec: Spec, override: str | None):
-    if not override:
-        return make_sink(spec.sink)
-    if override.startswith("duckdb://"):
-        from cbi_toolkit.sinks.config import DuckDBSinkConfig
+    from cbi_toolkit.sinks.resolve import sink_config
 
-        return make_sink(DuckDBSinkConfig(path=override.removeprefix("duckdb://")))
-    if override.startswith("bigquery://"):
-        from cbi_toolkit.sinks.bigquery import sink_from_url
-
-        return make_sink(sink_from_url(override, spec.sink))
-    raise CbiError(f"--sink {override!r}: expected duckdb:///path/file.duckdb or "
-                   "bigquery://PROJECT/DATASET")
+    return make_sink(sink_config(spec.sink, override))
 
 
 def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path,
@@ -178,6 +169,9 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
     """The whole run. With ``run_dir`` (``--resume``) it continues that run from its
     checkpoints; otherwise it makes a new run folder."""
     sink = sink_for(spec, args.sink)  # a bad --sink fails before anything is written
+    from cbi_toolkit.sinks.resolve import preflight
+
+    preflight(sink)  # and so does a sink folder that cannot be written
     if run_dir is None:
         run_id, run_dir = new_run_dir(spec, args.runs_dir)
         (run_dir / "spec.yaml").write_text(spec.to_yaml())
