@@ -188,3 +188,22 @@ def check_driver_end(aligned: pd.Series, raw: pd.Series, source: SourceBase, nam
     if aligned.isna().all():
         raise DataError(f"{source.label}: series {name!r} has no values on the target's trading "
                         "days; check its dates and the target's")
+
+
+#: the first walk-forward fold must train on at least this many origins
+MIN_TRAIN_ORIGINS = 20
+
+
+def check_folds(spec: Spec, n_labelled: int) -> None:
+    """Refuse validation settings the labelled history cannot hold (before a run
+    folder exists): the folds are laid out as `evaluation.walk_forward` does,
+    ``n_splits`` test blocks of ``test_size`` after a gap, on an expanding window."""
+    v = spec.validation
+    test_size = v.test_size or max(1, (n_labelled - spec.gap) // (v.n_splits + 1))
+    first_train = n_labelled - spec.gap - v.n_splits * test_size
+    if first_train < MIN_TRAIN_ORIGINS:
+        raise DataError(
+            f"{spec.name}: validation needs {v.n_splits} test folds of {test_size} origins after "
+            f"a gap of {spec.gap}, leaving {max(first_train, 0)} origins for the first fold's "
+            f"training (at least {MIN_TRAIN_ORIGINS}) of the {n_labelled} labelled; lower "
+            "validation.n_splits or validation.test_size, or use more history")

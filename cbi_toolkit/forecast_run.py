@@ -172,6 +172,9 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
     from cbi_toolkit.sinks.resolve import preflight
 
     preflight(sink)  # and so does a sink folder that cannot be written
+    from cbi_toolkit.data import check_folds
+
+    check_folds(spec, int(samples.labelled.sum()))  # and folds the history cannot hold
     if run_dir is None:
         run_id, run_dir = new_run_dir(spec, args.runs_dir)
         (run_dir / "spec.yaml").write_text(spec.to_yaml())
