@@ -62,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except CbiError as exc:
+        from cbi_toolkit.errors import safe_text
+
         message = " ".join(str(exc).splitlines())  # one line, whatever the input held
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {safe_text(message)}", file=sys.stderr)  # and no terminal control codes
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

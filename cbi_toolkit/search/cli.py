@@ -56,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(args)
     except CbiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from cbi_toolkit.errors import safe_text
+
+        print(f"error: {safe_text(' '.join(str(exc).splitlines()))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted; finished variants are stored, re-run the same command to resume",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -10,7 +11,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from cbi_toolkit.errors import DataError
+from cbi_toolkit.errors import DataError, safe_text
 from cbi_toolkit.sources.plausibility import Checks
 
 Role = Literal["price", "rate", "level", "positioning", "weather"]
@@ -75,8 +76,12 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
         raise DataError(f"{label}: no rows; check the file or the source")
     missing = [c for c in [date_column, *columns] if c not in frame.columns]
     if missing:
-        raise DataError(f"{label}: missing column {missing[0]!r}; columns present: "
-                        f"{', '.join(map(str, frame.columns))}")
+        names = [str(c) for c in frame.columns]
+        if all(_COLUMN_NAME.match(n) for n in names) and len(names) <= 40:
+            present = f"columns present: {', '.join(names)}"
+        else:  # not a header of names: never echo a line of an unknown file
+            present = "its first line is not a header of column names"
+        raise DataError(f"{label}: missing column {safe_value(missing[0])}; {present}")
     odd = _ambiguous_dates(frame[date_column])
     if odd is not None:
         raise DataError(f"{label}: column {date_column!r}: {odd}; write every date as "
@@ -88,7 +93,8 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
             raise DataError(f"{label}: column {date_column!r} mixes time zones; write every "
                             "date in one zone (or as plain YYYY-MM-DD)") from None
         raise DataError(f"{label}: column {date_column!r} holds a value that is not a date "
-                        f"({str(exc).splitlines()[0]}); use ISO dates YYYY-MM-DD") from None
+                        f"({safe_text(str(exc).splitlines()[0])[:120]}); use ISO dates "
+                        "YYYY-MM-DD") from None
     if not pd.api.types.is_datetime64_any_dtype(dates):
         raise DataError(f"{label}: column {date_column!r} mixes time zones; "
                         "write every date in one zone (or as plain YYYY-MM-DD)")
@@ -125,6 +131,7 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
     return out
 
 
+_COLUMN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .%()\-]{0,63}$")
 _SLASH_DATE = r"^\s*\d{1,2}[/.]\d{1,2}[/.]\d{2,4}\s*$"
 
 
@@ -157,7 +164,5 @@ def _odd_shape(cells: pd.Series, pos: int) -> str | None:
 
 def safe_value(value: object, limit: int = 40) -> str:
     """A cell quoted for an error message: control codes escaped, length bounded."""
-    from cbi_toolkit.errors import safe_text
-
     text = safe_text(repr(value))
     return text if len(text) <= limit else text[: limit - 3] + "..."

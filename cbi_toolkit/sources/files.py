@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+from pydantic import field_validator
 
 from cbi_toolkit.errors import DataError, SourceError
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
+
+TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 
 
 class FileSource(SourceBase):
@@ -22,6 +25,15 @@ class FileSource(SourceBase):
     kind: Literal["file"] = "file"
     path: str
     date_column: str = "date"
+
+    @field_validator("path")
+    @classmethod
+    def _table_file(cls, path: str) -> str:
+        # only tables are read: a path at a .env or a key file would echo its content in errors
+        if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+            raise ValueError(f"{path!r} is not a data table; a file source reads "
+                             f"{', '.join(sorted(TABLE_SUFFIXES))} files")
+        return path
 
     @property
     def label(self) -> str:
