@@ -119,6 +119,11 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
         out[name] = values
     if out.index.has_duplicates:
         dup = out.index[out.index.duplicated()][0]
+        for pos in np.flatnonzero(out.index == dup):
+            odd = _odd_shape(frame[date_column], int(pos))
+            if odd is not None:
+                raise DataError(f"{label}: column {date_column!r}: {odd}; write every date "
+                                "as YYYY-MM-DD")
         raise DataError(f"{label}: duplicate date {dup:%Y-%m-%d}; keep one row per date")
     if not out.index.is_monotonic_increasing:
         pos = int((out.index[1:] <= out.index[:-1]).argmax())
