@@ -41,7 +41,13 @@ def load_pipeline(directory: Path, device: str | None = "cpu") -> tuple[Pipeline
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise ArtifactError(f"{directory}: no {MANIFEST}; not a saved model (or incomplete)")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a mapping")
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{manifest_path}: unreadable ({str(exc)[:80]}; cut off or "
+                            "edited); retrain or restore it") from None
     for name, digest in manifest.items():
         path = directory / name
         if not path.is_file():

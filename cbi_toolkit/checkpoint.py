@@ -16,10 +16,19 @@ Two levels, both inside the run folder under ``checkpoints/``:
 Every file is written to a temporary name and renamed into place
 (``os.replace``), so a kill part-way through a write leaves the previous
 checkpoint intact.
+
+Every checkpoint proves it belongs to its run: ``run-key.json`` holds the
+digests of the resolved spec and of the samples (features, targets, dates) the
+run started from; each fold file and epoch file carries that key and a sha256
+of its own content. A resumed run whose spec or data changed, an edited fold
+file or a corrupted epoch file is refused in one line naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import io
 import json
 import logging
 import os
@@ -33,27 +42,116 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.errors import ArtifactError, StorageError
 from cbi_toolkit.evaluation import FoldPrediction
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
 EPOCH_FILE = "epoch.pt"
+RUN_KEY = "run-key.json"
 FORMAT = 1
+#: an epoch file starts with this line and the payload's sha256, then the torch payload
+EPOCH_MAGIC = b"cbi-epoch-checkpoint v1\n"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name and rename it over ``path``. On failure
+    (a full or read-only disk) the temporary file is removed, ``path`` is as it was,
+    and a one-line StorageError names the file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise storage_error(path, exc) from None
+
+
+def storage_error(path: Path, exc: OSError) -> StorageError:
+    """The one-line error for a write the file system refused."""
+    why = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
+    return StorageError(f"cannot write {path} ({why}); free space or make the folder "
+                        "writable")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+# ---------------------------------------------------------------------------
+# what run the checkpoints belong to
+
+def _canonical(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def data_digest(samples) -> str:
+    """sha256 of what a run trains on: feature values, windows, targets, prices, dates."""
+    h = hashlib.sha256()
+    x = samples.X
+    for arr in (getattr(x, "values", None), getattr(x, "ends", None), samples.y,
+                samples.price, np.asarray(samples.dates.asi8)):
+        if arr is not None:
+            arr = np.ascontiguousarray(arr)
+            h.update(str((arr.dtype.str, arr.shape)).encode())
+            h.update(arr.tobytes())
+    h.update(_canonical([getattr(x, "window", None), samples.feature_names, samples.horizons]))
+    return h.hexdigest()
+
+
+def bind_run(directory: Path, spec_digest: str, data: str) -> dict[str, str]:
+    """Record (new run) or check (resumed run) what the checkpoints belong to.
+
+    Refuses, naming ``run-key.json``, when the spec or the data differ from those
+    the run started with: its folds would be mixed with another split otherwise."""
+    key = {"spec": spec_digest, "data": data}
+    path = directory / RUN_KEY
+    if path.is_file():
+        stored = _read_checked(path, "run key")
+        stored.pop("checksum", None)
+        for part, what in (("spec", "spec"), ("data", "data")):
+            if stored.get(part) != key[part]:
+                raise ArtifactError(
+                    f"{path}: the run started from another {what} (digest "
+                    f"{str(stored.get(part))[:12]}, now {key[part][:12]}); its checkpoints do "
+                    "not belong to this one; start a new run (cbi-run SPEC) or restore the "
+                    f"{what} it ran on")
+        return key
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({**key, "checksum": _sha256(_canonical(key))}))
+    return key
+
+
+def run_key(directory: Path) -> dict[str, str] | None:
+    """The key recorded in ``directory`` (None where a run recorded none)."""
+    path = directory / RUN_KEY
+    if not path.is_file():
+        return None
+    stored = _read_checked(path, "run key")
+    return {"spec": stored.get("spec"), "data": stored.get("data")}
+
+
+def _read_checked(path: Path, what: str) -> dict[str, Any]:
+    """A JSON file with a ``checksum`` of the rest of its content, verified."""
+    try:
+        doc = json.loads(path.read_text())
+        checksum = doc.pop("checksum")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        raise ArtifactError(f"{path}: unreadable {what} (cut off, edited or without its "
+                            "checksum); delete the run's checkpoints to start afresh") from None
+    if _sha256(_canonical(doc)) != checksum:
+        raise ArtifactError(f"{path}: checksum differs from its content: the {what} was edited "
+                            "or damaged; delete it to start afresh")
+    return doc
 
 
 # ---------------------------------------------------------------------------
@@ -66,10 +164,12 @@ def save_fold(directory: Path, k: int, preds: list[FoldPrediction],
         values = np.asarray(values)
         return {"dtype": values.dtype.str, "values": values.astype(float).tolist()}
 
-    doc = {"format": FORMAT, "fold": k, "fit_seconds": fit_seconds, "preds": [
+    doc = {"format": FORMAT, "fold": k, "fit_seconds": fit_seconds, "run_key": run_key(directory),
+           "preds": [
         {"model": p.model, "fold": p.fold, "horizon": p.horizon, "y": array(p.y),
          "mu": array(p.mu), "sigma": array(p.sigma), "price": array(p.price),
          "dates": [f"{d:%Y-%m-%d}" for d in p.dates], "role": p.role} for p in preds]}
+    doc["checksum"] = _sha256(_canonical(doc))
     atomic_write_text(directory / f"fold-{k}.json", json.dumps(doc))
 
 
@@ -80,6 +180,19 @@ def load_fold(directory: Path, k: int) -> tuple[list[FoldPrediction], dict[str, 
         return None
     try:
         doc = json.loads(path.read_text())
+        checksum = doc.pop("checksum", None) if isinstance(doc, dict) else None
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable fold checkpoint ({str(exc)[:80]}); delete it "
+                            "to refit that fold") from None
+    if checksum is None or _sha256(_canonical(doc)) != checksum:
+        why = "no checksum" if checksum is None else "its checksum differs from its content"
+        raise ArtifactError(f"{path}: unreadable fold checkpoint ({why}: edited, damaged or "
+                            "from an older version); delete it to refit that fold")
+    if doc.get("run_key") != run_key(directory):
+        raise ArtifactError(f"{path}: the fold checkpoint belongs to another run (its spec or "
+                            f"data digest differs from {directory / RUN_KEY}); delete it to "
+                            "refit that fold")
+    try:
 
         def array(a: dict[str, Any]) -> np.ndarray:
             dtype = np.dtype(a["dtype"])
@@ -159,6 +272,9 @@ class EpochCheckpoint(Callback):
         if not self.resume or not self.path.is_file():
             return
         state = load_epoch_state(self.path)
+        if state.get("run_key") != json.dumps(run_key(Path(self.directory).parent)):
+            raise ArtifactError(f"{self.path}: the epoch checkpoint belongs to another run (its "
+                                "spec or data digest differs); delete it to restart that fit")
         net.module_.load_state_dict(state["module"])
         net.optimizer_.load_state_dict(state["optimizer"])
         net.history_ = History(json.loads(state["history"]))
@@ -194,10 +310,15 @@ class EpochCheckpoint(Callback):
             "callbacks": _callback_state(net),
         }
         directory = Path(self.directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{EPOCH_FILE}.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(directory, exc) from None
+        state["run_key"] = json.dumps(run_key(directory.parent))
+        buffer = io.BytesIO()
+        torch.save(state, buffer)  # in memory: a full disk fails in the write below, cleanly
+        payload = buffer.getvalue()
+        atomic_write_bytes(self.path, EPOCH_MAGIC + _sha256(payload).encode() + b"\n" + payload)
         if self.resumed_from_ and len(net.history) >= net.max_epochs:
             raise KeyboardInterrupt  # skorch ends the loop as after its last epoch
 
@@ -205,7 +326,19 @@ class EpochCheckpoint(Callback):
 def load_epoch_state(path: Path) -> dict[str, Any]:
     """Read an epoch checkpoint without unpickling code; ArtifactError otherwise."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read the epoch checkpoint ({exc.strerror})") \
+            from None
+    signed = raw.startswith(EPOCH_MAGIC)
+    if signed:
+        digest, _, payload = raw[len(EPOCH_MAGIC):].partition(b"\n")
+        if _sha256(payload).encode() != digest:
+            raise ArtifactError(f"{path}: the epoch checkpoint is damaged (its checksum differs "
+                                "from its content); delete it to restart that fit from scratch")
+        raw = payload
+    try:
+        state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the file is unusable
         text = str(exc).strip()
         if "weights only load failed" in text.lower() or "weights_only" in text:
@@ -216,4 +349,7 @@ def load_epoch_state(path: Path) -> dict[str, Any]:
                             "delete it to restart that fit from scratch") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise ArtifactError(f"{path}: not an epoch checkpoint of format {FORMAT}")
+    if not signed:
+        raise ArtifactError(f"{path}: the epoch checkpoint has no checksum (from an older "
+                            "version, or not written by cbi-run); delete it to restart that fit")
     return state

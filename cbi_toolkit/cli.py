@@ -62,8 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except CbiError as exc:
+        from cbi_toolkit.errors import safe_text
+
         message = " ".join(str(exc).splitlines())  # one line, whatever the input held
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {safe_text(message)}", file=sys.stderr)  # and no terminal control codes
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -100,6 +102,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         raise CbiError("no spec given; usage: cbi-run SPEC.yaml (see cbi-run --help)")
     spec = load_spec(args.spec, overrides=runs.parse_overrides(args.set))
     if args.check:
+        from cbi_toolkit.sinks.resolve import sink_config
+
+        sink_config(spec.sink, args.sink)  # --sink is part of what --check validates
         print(f"{args.spec}: ok ({spec.name}: horizons {', '.join(spec.horizons)}, "
               f"window {spec.window}, {len(spec.data)} sources, {len(spec.features)} features)")
         return 0

@@ -10,7 +10,11 @@ Rules (each refusal is a `DataError` naming the source and column):
   day, but only while that observation is at most ``ffill_limit`` trading days
   old; older than that it is missing (never zero);
 - a driver that ends before the target, beyond its fill limit, is refused: the
-  newest forecast origin could not be built.
+  newest forecast origin could not be built;
+- every series passes its source's plausibility rules (``checks:``: largest
+  one-day move, interquartile jumps, range, missing-value sentinels) on the
+  dates the run uses, before any release shift, so the refusal names the
+  file's own date (`cbi_toolkit.sources.plausibility`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 
 from cbi_toolkit.errors import DataError
 from cbi_toolkit.sources.base import SourceBase, SourceContext
+from cbi_toolkit.sources.plausibility import check_series
 from cbi_toolkit.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 #: A CFTC report describes Tuesday and is released Friday 15:30 ET, after the
 #: CBOT close, so it is first usable at the next session: as-of date + 4 days.
 CFTC_RELEASE_DAYS = 4
+#: a driver's plausibility is checked from this many days before the target's first date
+CHECK_LEAD_DAYS = 40
 
 
 @dataclass
@@ -84,10 +91,16 @@ def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
     """
     report = report if report is not None else DataReport()
     raw = {}
-    for source in spec.data:
+    loaded = []
+    for i, source in enumerate(spec.data):
         frame = source.load(ctx)
         report.sources[source.label] = len(frame)
+        loaded.append((i, source, frame))
         raw[source.label] = (source, released(frame, source))
+    target = next(f[spec.target].dropna() for _, _, f in loaded if spec.target in f.columns)
+    span = (target.index.min(), target.index.max()) if len(target) else None
+    for i, source, frame in loaded:
+        check_plausible(frame, source, f"data[{i}]", span)
     target_src, target_frame = next(v for v in raw.values() if spec.target in v[1].columns)
     calendar = validate_target(target_frame[spec.target], target_src.label, spec.max_gap_days)
     columns = {}
@@ -117,6 +130,18 @@ def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
 def roles(spec: Spec) -> dict[str, str]:
     """Series name -> role, for the feature builders."""
     return {name: src.role for src in spec.data for name in src.columns.values()}
+
+
+def check_plausible(frame: pd.DataFrame, source: SourceBase, where: str,
+                    span: tuple[pd.Timestamp, pd.Timestamp] | None) -> None:
+    """Each column of a source through its plausibility rules, on the dates the run
+    uses (the target's span, from a little before its first date)."""
+    if span is not None:
+        first, last = span
+        frame = frame[(frame.index >= first - pd.Timedelta(days=CHECK_LEAD_DAYS))
+                      & (frame.index <= last)]
+    for name in frame.columns:
+        check_series(frame[name], source.checks, source.role, source.label, where)
 
 
 def released(frame: pd.DataFrame, source: SourceBase) -> pd.DataFrame:
@@ -175,3 +200,22 @@ def check_driver_end(aligned: pd.Series, raw: pd.Series, source: SourceBase, nam
     if aligned.isna().all():
         raise DataError(f"{source.label}: series {name!r} has no values on the target's trading "
                         "days; check its dates and the target's")
+
+
+#: the first walk-forward fold must train on at least this many origins
+MIN_TRAIN_ORIGINS = 20
+
+
+def check_folds(spec: Spec, n_labelled: int) -> None:
+    """Refuse validation settings the labelled history cannot hold (before a run
+    folder exists): the folds are laid out as `evaluation.walk_forward` does,
+    ``n_splits`` test blocks of ``test_size`` after a gap, on an expanding window."""
+    v = spec.validation
+    test_size = v.test_size or max(1, (n_labelled - spec.gap) // (v.n_splits + 1))
+    first_train = n_labelled - spec.gap - v.n_splits * test_size
+    if first_train < MIN_TRAIN_ORIGINS:
+        raise DataError(
+            f"{spec.name}: validation needs {v.n_splits} test folds of {test_size} origins after "
+            f"a gap of {spec.gap}, leaving {max(first_train, 0)} origins for the first fold's "
+            f"training (at least {MIN_TRAIN_ORIGINS}) of the {n_labelled} labelled; lower "
+            "validation.n_splits or validation.test_size, or use more history")

@@ -32,7 +32,7 @@ from cbi_toolkit.calibration import (
 )
 from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
 from cbi_toolkit.dataset import Samples
-from cbi_toolkit.errors import ArtifactError, CbiError, SinkError
+from cbi_toolkit.errors import ArtifactError, CbiError, SinkError, StorageError
 from cbi_toolkit.evaluation import FoldPrediction, dm_table, format_table, score_folds, summarise
 from cbi_toolkit.evaluation import calibrations as fold_calibrations
 from cbi_toolkit.forecast import forecast_frame
@@ -77,10 +77,35 @@ def _interrupts_raise(run_dir: Path):
         signal.signal(signal.SIGINT, previous)
 
 
-def set_status(run_dir: Path, state: str, **extra) -> None:
-    """``status.json``: running, interrupted, failed, gate_failed, sink_failed or done."""
-    atomic_write_text(run_dir / STATUS, json.dumps(
-        {"state": state, "updated": pd.Timestamp.now(tz="UTC").isoformat(), **extra}))
+def set_status(run_dir: Path, state: str, **extra) -> bool:
+    """``status.json``: running, interrupted, failed, gate_failed, sink_failed or done.
+
+    Never raises: on a full disk the atomic rename fails, so the file is rewritten in
+    place (its old blocks are freed first); on a read-only one it stays as it was.
+    Returns whether the status was written."""
+    text = json.dumps({"state": state, "updated": pd.Timestamp.now(tz="UTC").isoformat(),
+                       **extra})
+    try:
+        atomic_write_text(run_dir / STATUS, text)
+        return True
+    except CbiError:
+        pass
+    try:
+        with open(run_dir / STATUS, "r+b") as fh:
+            fh.truncate(0)
+            fh.write(text.encode())
+        return True
+    except OSError:
+        log.warning("%s: could not record status %s", run_dir / STATUS, state)
+        return False
+
+
+def _remove_temp_files(run_dir: Path) -> None:
+    """Temporary files of interrupted writes (``.name.tmp``), which would keep a full disk
+    full and make ``--resume`` refuse."""
+    for tmp in run_dir.rglob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
 
 
 def read_status(run_dir: Path) -> dict:
@@ -90,11 +115,15 @@ def read_status(run_dir: Path) -> dict:
         return {}
 
 
+def spec_digest(spec: Spec) -> str:
+    """sha256 of the resolved spec, less what does not change the model."""
+    doc = json.loads(spec.model_dump_json(exclude={"sink", "runs_dir", "description"}))
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+
+
 def model_version(spec: Spec) -> str:
     """Stable for the same spec: re-running it upserts instead of adding rows."""
-    doc = json.loads(spec.model_dump_json(exclude={"sink", "runs_dir", "description"}))
-    digest = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
-    return f"{spec.name}-{digest[:12]}"
+    return f"{spec.name}-{spec_digest(spec)[:12]}"
 
 
 def new_run_dir(spec: Spec, runs_dir: str | None) -> tuple[str, Path]:
@@ -164,18 +193,9 @@ def shipped_predictions(preds: list[FoldPrediction], combine_net: bool, stride: 
 
 
 def sink_for(spec: Spec, override: str | None):
-    if not override:
-        return make_sink(spec.sink)
-    if override.startswith("duckdb://"):
-        from cbi_toolkit.sinks.config import DuckDBSinkConfig
+    from cbi_toolkit.sinks.resolve import sink_config
 
-        return make_sink(DuckDBSinkConfig(path=override.removeprefix("duckdb://")))
-    if override.startswith("bigquery://"):
-        from cbi_toolkit.sinks.bigquery import sink_from_url
-
-        return make_sink(sink_from_url(override, spec.sink))
-    raise CbiError(f"--sink {override!r}: expected duckdb:///path/file.duckdb or "
-                   "bigquery://PROJECT/DATASET")
+    return make_sink(sink_config(spec.sink, override))
 
 
 def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path,
@@ -204,25 +224,48 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
     """The whole run. With ``run_dir`` (``--resume``) it continues that run from its
     checkpoints; otherwise it makes a new run folder."""
     sink = sink_for(spec, args.sink)  # a bad --sink fails before anything is written
+    from cbi_toolkit.sinks.resolve import preflight
+
+    preflight(sink)  # and so does a sink folder that cannot be written
+    from cbi_toolkit.data import check_folds
+
+    check_folds(spec, int(samples.labelled.sum()))  # and folds the history cannot hold
+    from cbi_toolkit.checkpoint import bind_run, data_digest
+
+    digest = spec_digest(spec)
     if run_dir is None:
         run_id, run_dir = new_run_dir(spec, args.runs_dir)
         (run_dir / "spec.yaml").write_text(spec.to_yaml())
-        (run_dir / INVOCATION).write_text(json.dumps({"sink": args.sink}))
+        invocation = {"sink": args.sink, "spec": digest}
+        atomic_write_text(run_dir / INVOCATION, json.dumps(
+            {**invocation, "checksum": hashlib.sha256(json.dumps(
+                invocation, sort_keys=True).encode()).hexdigest()}))
         print(f"run {run_id} -> {run_dir}")
     else:
         run_id = run_dir.name
         check_writable(run_dir)
         print(f"resuming run {run_id} in {run_dir}")
+    bind_run(run_dir / CHECKPOINTS, digest, data_digest(samples))  # resumed: refuses changes
     set_status(run_dir, "running")
     try:
         with _interrupts_raise(run_dir):
-            return _run_stages(spec, samples, args, data_text, run_id, run_dir, sink)
+            try:
+                return _run_stages(spec, samples, args, data_text, run_id, run_dir, sink)
+            except OSError as exc:  # a full, read-only or vanished folder mid-run
+                from cbi_toolkit.checkpoint import storage_error
+
+                err = storage_error(Path(exc.filename or run_dir), exc)
+                raise StorageError(f"{err}, then `cbi-run --resume {run_dir}`") from None
+            except StorageError as exc:
+                raise StorageError(f"{exc}, then `cbi-run --resume {run_dir}`") from None
     except (RunInterrupted, KeyboardInterrupt):
         set_status(run_dir, "interrupted")
         raise RunInterrupted(run_dir) from None
     except CbiError as exc:
+        _remove_temp_files(run_dir)
         if read_status(run_dir).get("state") != "sink_failed":
-            set_status(run_dir, "failed", error=str(exc))
+            if not set_status(run_dir, "failed", error=str(exc)):
+                exc.args = (f"{exc} (status.json could not be updated either)",)
         raise
     except Exception as exc:
         set_status(run_dir, "failed", error=f"{type(exc).__name__}: {str(exc)[:200]}")
@@ -233,11 +276,32 @@ def _run_folder(value: str) -> tuple[Path, Spec, dict]:
     path = Path(value)
     if not (path / "spec.yaml").is_file():
         raise ArtifactError(f"{path}: no spec.yaml; is this a run folder (runs/<run_id>)?")
+    spec = load_spec(path / "spec.yaml")
+    return path, spec, read_invocation(path, spec)
+
+
+def read_invocation(path: Path, spec: Spec) -> dict:
+    """``invocation.json``, checked: a cut or edited one would send ``--sink-only`` to
+    the spec's default sink instead of the one the run was started with."""
+    file = path / INVOCATION
+    if not file.exists():
+        return {}
     try:
-        invocation = json.loads((path / INVOCATION).read_text())
-    except (OSError, ValueError):
-        invocation = {}
-    return path, load_spec(path / "spec.yaml"), invocation
+        doc = json.loads(file.read_text())
+        checksum = doc.pop("checksum", None)
+        if not isinstance(doc, dict):
+            raise ValueError
+    except (OSError, ValueError, AttributeError):
+        raise ArtifactError(f"{file}: unreadable (cut off or edited); it records where the "
+                            "run writes: pass --sink to say where, or restore it") from None
+    if checksum is not None and checksum != hashlib.sha256(
+            json.dumps(doc, sort_keys=True).encode()).hexdigest():
+        raise ArtifactError(f"{file}: its checksum differs from its content (edited); pass "
+                            "--sink to say where to write, or restore it")
+    if doc.get("spec") not in (None, spec_digest(spec)):
+        raise ArtifactError(f"{path / 'spec.yaml'}: changed since the run started (its digest "
+                            f"differs from {file}); restore it or start a new run")
+    return doc
 
 
 def resume_run(args: argparse.Namespace) -> int:
@@ -280,6 +344,8 @@ def sink_only(args: argparse.Namespace) -> int:
 
 def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: str,
                 run_id: str, run_dir: Path, sink) -> int:
+    from cbi_toolkit.checkpoint import data_digest
+
     version = model_version(spec)
     verbose = 0 if args.quiet else 1
     labelled = labelled_samples(samples)
@@ -340,6 +406,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
                             if (c := calibration_for(preds, m, h, None)) is not None},
         "train_end": f"{labelled.dates[-1]:%Y-%m-%d}",
         "gate_passed": not failures,
+        "spec_digest": spec_digest(spec), "data_digest": data_digest(samples),
     })
     shutil.rmtree(checkpoints / "fit-final", ignore_errors=True)
     plots = [plot_forecasts(preds, run_dir / "forecast_vs_actual.png"),
@@ -404,6 +471,11 @@ def load_run(run_dir: str, data_dir: str | None, allow_ended: bool = False
              ) -> tuple[Spec, Samples, object, dict, Path]:
     path, spec, _ = _run_folder(run_dir)
     pipe, meta = load_pipeline(path / "model")
+    if meta.get("model_version") != model_version(spec):
+        raise ArtifactError(f"{path / 'model'}: saved by model version "
+                            f"{str(meta.get('model_version'))[:80]!r}, but this run's spec.yaml "
+                            f"gives {model_version(spec)!r}: the model comes from another run; "
+                            "use that run's folder")
     report, samples = prepare(spec, data_dir, allow_ended=allow_ended)
     if report.ended:
         ended = ", ".join(f"{k} ({v:%Y-%m-%d})" for k, v in report.ended.items())

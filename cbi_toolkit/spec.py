@@ -17,7 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from cbi_toolkit.errors import SpecError
+from cbi_toolkit.errors import SpecError, safe_text
 from cbi_toolkit.features.registry import FEATURES, validate_feature_params
 from cbi_toolkit.sinks.config import DuckDBSinkConfig, SinkConfig
 from cbi_toolkit.sources.config import SourceConfig
@@ -34,13 +34,27 @@ class LossWeights(_Strict):
     direction: float = Field(0.0, ge=0)
 
 
+#: the largest net a spec may ask for (the design net, 256 x 3, is 1.6 M)
+MAX_WEIGHTS = 50_000_000
+
+
 class ModelConfig(_Strict):
-    hidden_dim: int = Field(256, gt=0)
-    num_layers: int = Field(3, gt=0)
-    num_heads: int = Field(8, gt=0)
+    hidden_dim: int = Field(256, gt=0, le=2048)
+    num_layers: int = Field(3, gt=0, le=8)
+    num_heads: int = Field(8, gt=0, le=64)
     dropout: float = Field(0.1, ge=0, lt=1)
     attention: bool = True
     loss: LossWeights = LossWeights()
+
+    @model_validator(mode="after")
+    def _bounded_size(self) -> ModelConfig:
+        # an LSTM layer holds about 8 * hidden^2 weights; Adam keeps two more copies
+        weights = 8 * self.hidden_dim ** 2 * self.num_layers
+        if weights > MAX_WEIGHTS:
+            raise ValueError(f"hidden_dim {self.hidden_dim} x num_layers {self.num_layers} is "
+                             f"about {weights / 1e6:.0f} M weights (at most "
+                             f"{MAX_WEIGHTS / 1e6:.0f} M); use a smaller net")
+        return self
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> ModelConfig:
@@ -52,11 +66,11 @@ class ModelConfig(_Strict):
 
 
 class TrainingConfig(_Strict):
-    batch_size: int = Field(32, gt=0)
+    batch_size: int = Field(32, gt=0, le=8192)
     lr: float = Field(0.001, gt=0)
     weight_decay: float = Field(0.01, ge=0)
-    max_epochs: int = Field(100, gt=0)
-    patience: int = Field(10, gt=0)
+    max_epochs: int = Field(100, gt=0, le=100_000)
+    patience: int = Field(10, gt=0, le=100_000)
     grad_clip: float = Field(1.0, gt=0)
     warmup: float = Field(0.1, ge=0, lt=1)
     valid_fraction: float = Field(0.1, gt=0, lt=0.5)
@@ -75,9 +89,11 @@ class TrainingConfig(_Strict):
 
 
 class ValidationConfig(_Strict):
-    n_splits: int = Field(5, ge=2)
-    gap: int | None = Field(None, ge=0, description="trading days; default: the longest horizon")
-    test_size: int | None = Field(None, gt=0, description="origins per test fold; default: sklearn's")
+    n_splits: int = Field(5, ge=2, le=100)
+    gap: int | None = Field(None, ge=0, le=2520,
+                            description="trading days; default: the longest horizon")
+    test_size: int | None = Field(None, gt=0, le=25_200,
+                                  description="origins per test fold; default: sklearn's")
     warm_start: bool = Field(False, description="start each fold's net from the previous fold's weights")
     warm_epochs: int | None = Field(
         None, gt=0, description="max epochs of a warm-started fold; default: training.max_epochs")
@@ -139,6 +155,11 @@ def check_output_path(value: str, key: str) -> str:
         raise ValueError(f"{key} {value!r} would write outside the working directory; use a "
                          f"relative path without '..', or choose the place on the command line "
                          f"({_CLI_FLAG.get(key, '--' + key)})")
+    base = Path.cwd().resolve()
+    if not (base / value).resolve().is_relative_to(base):  # a symlink on the way leads out
+        raise ValueError(f"{key} {value!r} leads outside the working directory through a "
+                         f"symbolic link; remove the link, or choose the place on the command "
+                         f"line ({_CLI_FLAG.get(key, '--' + key)})")
     return value
 
 
@@ -150,7 +171,7 @@ class Spec(_Strict):
     data: list[SourceConfig] = Field(..., min_length=1)
     features: list[FeatureItem] = Field(default_factory=lambda: list(DEFAULT_FEATURES), min_length=1)
     horizons: list[str] = Field(default_factory=lambda: ["1m"], min_length=1)
-    window: int = Field(252, gt=1)
+    window: int = Field(252, gt=1, le=2520, description="trading days per sample (10 years at most)")
     max_gap_days: int = Field(
         10, gt=0, description="calendar days; a longer gap in the target is a data error"
     )
@@ -301,23 +322,28 @@ def validate_spec(doc: dict[str, Any], source: str = "<spec>",
         raise SpecError(_format_error(exc, source, lines or {})) from None
 
 
+#: bounds on what a spec file may ask of the parser (each a one-line SpecError)
+MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_NODES = 50_000  # after alias expansion: a "billion laughs" file is refused, not expanded
+MAX_EXTENDS = 8
+
+
 def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[tuple, int]]:
     path = path.resolve() if path.exists() else path
     if path in chain:
         cycle = " -> ".join(p.name for p in (*chain, path))
         raise SpecError(f"{chain[-1]}: extends: cycle {cycle}; remove one of the links")
+    if len(chain) > MAX_EXTENDS:
+        raise SpecError(f"{chain[-1]}: extends: chain longer than {MAX_EXTENDS} links; "
+                        "merge some of the parents")
+    where = f"{chain[-1]}: extends: " if chain else ""
+    if chain and path.suffix.lower() not in (".yaml", ".yml"):
+        raise SpecError(f"{where}{safe_text(str(path))} is not a .yaml or .yml file; a spec "
+                        "extends another spec")
     if not path.is_file():
-        where = f"{chain[-1]}: extends: " if chain else ""
-        raise SpecError(f"{where}spec file {path} not found; check the path")
-    text = path.read_text(encoding="utf-8-sig")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError(f"{path}{where}: malformed YAML: {problem}; fix the syntax") from None
+        raise SpecError(f"{where}spec file {safe_text(str(path))} not found; check the path")
+    node, doc = _read_yaml(path, quiet=bool(chain))
     if doc is None:
         doc = {}
     if not isinstance(doc, dict):
@@ -327,9 +353,94 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[
     if parent is None:
         return doc, lines
     if not isinstance(parent, str):
-        raise SpecError(f"{path}: extends: must be a file path, got {parent!r}")
+        raise SpecError(f"{path}: extends: must be a file path, got {_short(parent)}")
     base, base_lines = _resolve(path.parent / parent, (*chain, path))
     return deep_merge(base, doc), {**base_lines, **lines}
+
+
+def _read_yaml(path: Path, quiet: bool = False) -> tuple[yaml.Node | None, Any]:
+    """The file's YAML node tree and document, within MAX_SPEC_BYTES, MAX_DEPTH and
+    MAX_NODES, as UTF-8. ``quiet``: a parent file, whose text is never quoted."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES >> 10} KiB; a spec is a short "
+                        "YAML file (put data in files under the data directory)")
+    text = _decode(path, data)
+    try:
+        _check_shape(text, path)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_size(node, path)
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if quiet:  # the parent may be any file: name the line, never show its text
+            problem = "not valid YAML"
+        raise SpecError(f"{path}{line}: malformed YAML: {safe_text(problem)[:160]}; fix the "
+                        "syntax") from None
+    return node, doc
+
+
+def _decode(path: Path, data: bytes) -> str:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SpecError(f"{path}: the file is UTF-16 text; save it as UTF-8")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: byte 0x{data[exc.start]:02x} at offset {exc.start} is not "
+                        "UTF-8 (a Latin-1 or Windows-1252 file?); save the file as UTF-8") \
+            from None
+
+
+def _check_shape(text: str, path: Path) -> None:
+    """Nesting depth from the event stream (the composer recurses; this does not)."""
+    depth = 0
+    for n, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader)):
+        if n > 2 * MAX_NODES:
+            raise SpecError(f"{path}: more than {MAX_NODES} values; a spec is a short file "
+                            "(put data in files under the data directory)")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                line = event.start_mark.line + 1
+                raise SpecError(f"{path} (line {line}): nested deeper than {MAX_DEPTH} levels; "
+                                "a spec needs a few")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _check_size(node: yaml.Node | None, path: Path) -> None:
+    """Refuse a document that expands (through aliases) to more than MAX_NODES nodes."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(n: yaml.Node) -> int:
+        if id(n) in open_nodes:
+            raise SpecError(f"{path} (line {n.start_mark.line + 1}): an alias refers to the "
+                            "mapping or list it is in; write the value out")
+        if id(n) in sizes:
+            return sizes[id(n)]
+        open_nodes.add(id(n))
+        if isinstance(n, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total = 1 + sum(size(v) for v in n.value)
+        else:
+            total = 1
+        open_nodes.discard(id(n))
+        sizes[id(n)] = total
+        if total > MAX_NODES:
+            raise SpecError(f"{path}: expands to more than {MAX_NODES} values (YAML aliases "
+                            "repeated inside each other?); write the spec out plainly")
+        return total
+
+    if node is not None:
+        size(node)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -394,8 +505,9 @@ def _format_error(exc: ValidationError, source: str, lines: dict[tuple, int]) ->
 
 
 def one_line(text: str) -> str:
-    """Keys and values from a spec may hold line breaks; a message never does."""
-    return text.replace("\r", "\\r").replace("\n", "\\n")
+    """Keys and values from a spec may hold line breaks or terminal control codes; a
+    message never does."""
+    return safe_text(text)
 
 
 def _walk(raw_loc: tuple) -> tuple[tuple[str, ...], Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 
@@ -49,22 +51,49 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class GridInterrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt
+    """Ctrl-C during a search. Not a KeyboardInterrupt, which skorch takes as "stop
+    training early": the variant would be scored and stored half-trained (cbi-run
+    does the same, see forecast_run.RunInterrupted)."""
+
+
+def _raise_interrupt(signum, frame):  # noqa: ARG001
+    raise GridInterrupted
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING
     logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, _raise_interrupt) if in_main else None
     try:
         return _main(args)
     except CbiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        from cbi_toolkit.errors import safe_text
+
+        print(f"error: {safe_text(' '.join(str(exc).splitlines()))}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; finished variants are stored, re-run the same command to resume",
-              file=sys.stderr)
+    except (KeyboardInterrupt, GridInterrupted):
+        print("error: interrupted; finished variants are stored, re-run the same command to "
+              "resume", file=sys.stderr)
         return 130
+    except BaseException as exc:
+        from cbi_toolkit.forecast_run import INTERRUPTED, RunInterrupted
+
+        if isinstance(exc, RunInterrupted):  # Ctrl-C in --run-best's run
+            print(f"error: {exc}", file=sys.stderr)
+            return INTERRUPTED
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.n_jobs is not None and (args.n_jobs == 0 or args.n_jobs < -1):
+        raise CbiError(f"--n-jobs {args.n_jobs}: use 1 (in this process), N workers or -1 "
+                       "(all cores)")
     grid = load_grid(args.grid, yes=args.yes)
     if args.check:
         print(f"{args.grid}: ok: {len(grid.variants)} variants of {grid.base_source} "

@@ -45,9 +45,17 @@ class SearchConfig(BaseModel):
     horizon: str | None = Field(None, description="default: the base spec's first horizon")
     goal: Literal["min", "max"] | None = None
     max_variants: int = Field(64, gt=0)
-    n_jobs: int = 1
+    n_jobs: int = Field(1, ge=-1, description="local worker processes; -1: all cores (not 0)")
     dask: DaskConfig | None = None
     output: str | None = Field(None, description="default: <runs_dir>/search/<name>")
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _some_workers(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("n_jobs 0 runs nothing; use 1 (in this process), N workers or -1 "
+                             "(all cores)")
+        return value
 
     @field_validator("output")
     @classmethod

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
+import time
 from pathlib import Path
 
 import duckdb
@@ -10,6 +14,10 @@ import pandas as pd
 
 from cbi_toolkit.errors import SinkError
 from cbi_toolkit.sinks.base import PREDICTION_KEY, PREDICTION_SCHEMA, check_batch
+
+#: a lock held by another writer is retried this long before the write fails
+LOCK_RETRY_S = float(os.environ.get("CBI_DUCKDB_LOCK_RETRY_S", "3"))
+PROBE_BYTES = 1 << 20
 
 DUCKDB_TYPES = {"DATE": "DATE", "STRING": "VARCHAR", "FLOAT64": "DOUBLE",
                 "TIMESTAMP": "TIMESTAMP WITH TIME ZONE"}
@@ -22,19 +30,67 @@ class DuckDBSink:
                  view: str = "latest_predictions"):
         self.path, self.table, self.view = Path(path), table, view
 
-    def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+    def check_writable(self) -> None:
+        """Before training: the file (or the folder it will be made in) can be written.
+        Probes with a temporary 1 MiB file, removed again; opens nothing, so a lock
+        held by another process is not waited for here."""
+        path = self.path
+        if path.exists() and not path.is_file():
+            raise SinkError(f"duckdb sink {path}: exists and is not a file; name a file")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if not folder.is_dir():
+            raise SinkError(f"duckdb sink {path}: {folder} is not a folder; choose another "
+                            "sink path")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise SinkError(f"duckdb sink {path}: the file is read-only; make it writable or "
+                            "choose another sink path")
         try:
-            return duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.Error as exc:
-            first = str(exc).splitlines()[0]
-            hint = ("another process holds it open; close it or wait, then write again"
-                    if "lock" in first.lower() else "check the path and its permissions")
-            raise SinkError(f"duckdb sink {self.path}: cannot open ({first}); {hint}") from None
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".cbi-sink-probe-") as fh:
+                fh.write(b"\0" * PROBE_BYTES)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            raise SinkError(f"duckdb sink {path}: cannot write in {folder} "
+                            f"({exc.strerror or exc}); free space, fix its permissions or "
+                            "choose another sink path") from None
+
+    def _connect(self, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+        try:
+            if not read_only:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SinkError(f"duckdb sink {self.path}: cannot make its folder "
+                            f"({exc.strerror or exc}); choose another sink path") from None
+        deadline = time.monotonic() + LOCK_RETRY_S
+        while True:
+            try:
+                return duckdb.connect(str(self.path), read_only=read_only)
+            except duckdb.Error as exc:
+                first = str(exc).splitlines()[0]
+                locked = "lock" in first.lower()
+                if locked and time.monotonic() < deadline:
+                    time.sleep(0.2)  # another writer's transaction is usually short
+                    continue
+                hint = ("another process holds it open; close it or wait, then write again"
+                        if locked else "check the path and its permissions")
+                raise SinkError(f"duckdb sink {self.path}: cannot open ({first}); {hint}") \
+                    from None
 
     def write(self, forecasts: pd.DataFrame) -> int:
         batch = check_batch(forecasts)
+        created = not self.path.exists()
+        try:
+            return self._write(batch)
+        except SinkError:
+            if created:  # a database file this write began (e.g. on a full disk) is not kept
+                for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
+                    with contextlib.suppress(OSError):
+                        leftover.unlink()
+            raise
+
+    def _write(self, batch: pd.DataFrame) -> int:
         con = self._connect()
         try:
             con.execute("BEGIN TRANSACTION")
@@ -51,11 +107,13 @@ class DuckDBSink:
                 "ORDER BY origin_date DESC, created_at DESC) = 1")
             con.execute("COMMIT")
         except duckdb.Error as exc:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # on a full disk the rollback fails too
+                con.execute("ROLLBACK")
             raise SinkError(f"duckdb sink {self.path}: write failed, nothing written "
                             f"({str(exc).splitlines()[0]})") from None
         finally:
-            con.close()
+            with contextlib.suppress(duckdb.Error):
+                con.close()
         return len(batch)
 
     def _ensure_table(self, con: duckdb.DuckDBPyConnection) -> None:

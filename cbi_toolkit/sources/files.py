@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import csv
+import os
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+from pydantic import field_validator
 
 from cbi_toolkit.errors import DataError, SourceError
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
+
+TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 
 
 class FileSource(SourceBase):
@@ -20,6 +25,15 @@ class FileSource(SourceBase):
     kind: Literal["file"] = "file"
     path: str
     date_column: str = "date"
+
+    @field_validator("path")
+    @classmethod
+    def _table_file(cls, path: str) -> str:
+        # only tables are read: a path at a .env or a key file would echo its content in errors
+        if Path(path).suffix.lower() not in TABLE_SUFFIXES:
+            raise ValueError(f"{path!r} is not a data table; a file source reads "
+                             f"{', '.join(sorted(TABLE_SUFFIXES))} files")
+        return path
 
     @property
     def label(self) -> str:
@@ -50,10 +64,29 @@ def read_table(path: Path, label: str) -> pd.DataFrame:
             if isinstance(frame.index, pd.DatetimeIndex):
                 frame = frame.reset_index()
             return frame
-        return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False,
-                           na_values=[""])
+        frame = pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False,
+                            na_values=[""])
+        check_last_line(path, label, len(frame.columns))
+        return frame
     except pd.errors.EmptyDataError:
         raise DataError(f"{label}: the file is empty; expected a header and rows") from None
     except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as exc:
         raise DataError(f"{label}: cannot read ({str(exc).splitlines()[0]}); "
                         "expected a comma-separated CSV with a header or a Parquet file") from None
+
+
+def check_last_line(path: Path, label: str, n_columns: int) -> None:
+    """Refuse a CSV whose last line has fewer fields than the header: a download
+    or copy cut off mid-line (``...,47.56,4``) would otherwise read as a price."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 4096))
+        tail = fh.read().rstrip(b"\r\n")
+    if b"\n" not in tail and size > 4096:
+        return  # a last line over 4 KiB: not a price table; the parser judges it
+    last = tail.rsplit(b"\n", 1)[-1].decode("utf-8", "replace")
+    fields = next(csv.reader([last]), [])
+    if 0 < len(fields) < n_columns:
+        raise DataError(f"{label}: the last line has {len(fields)} of the header's {n_columns} "
+                        "fields: the file looks cut off mid-line; download or copy it again")

@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime
 from typing import Any, ClassVar, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cbi_toolkit.errors import SourceError
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
@@ -45,6 +45,8 @@ class FileAlternative(BaseModel):
     columns: dict[str, str] | None = Field(
         None, description="file column -> series name; default: the source's columns")
     date_column: str = "date"
+
+    _table_file = field_validator("path")(FileSource._table_file.__func__)
 
 
 @dataclass
