@@ -26,7 +26,8 @@ from cbi_toolkit.errors import ArtifactError, CbiError, SinkError
 from cbi_toolkit.evaluation import FoldPrediction, format_table, score, score_folds, summarise
 from cbi_toolkit.forecast import conformal_scales, forecast_frame
 from cbi_toolkit.pipeline import build_baselines, build_pipeline, predict_dist
-from cbi_toolkit.report import plot_coverage, plot_forecasts, write_report
+from cbi_toolkit.progress import FoldProgress
+from cbi_toolkit.report import plot_coverage, plot_fan, plot_forecasts, plot_skill, write_report
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.sinks import make_sink
 from cbi_toolkit.spec import GateConfig, Spec, load_spec
@@ -260,7 +261,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     checkpoints = run_dir / CHECKPOINTS
 
     models = {MODEL: build_pipeline(spec, verbose=verbose), **build_baselines()}
-    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints)
+    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints,
+                                  on_fold=FoldProgress(log))
     folds = score_folds(preds)
     summary = summarise(folds)
     summary["fit_seconds"] = summary["model"].map(lambda m: float(np.mean(fit_seconds[m])))
@@ -295,7 +297,10 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         "gate_passed": not failures,
     })
     shutil.rmtree(checkpoints / "fit-final", ignore_errors=True)
-    plots = [plot_forecasts(preds, run_dir / "forecast_vs_actual.png"),
+    plots = [plot_fan(pd.Series(samples.price, index=samples.dates), forecasts,
+                      run_dir / "fan_chart.png"),
+             plot_skill(folds, run_dir / "skill.png"),
+             plot_forecasts(preds, run_dir / "forecast_vs_actual.png"),
              plot_coverage(summary, run_dir / "coverage.png")]
     write_report(run_dir / "report.md", spec_name=spec.name, run_id=run_id,
                  model_version=version, summary=summary, forecasts=forecasts,
@@ -306,11 +311,27 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     if failures:
         print("deploy gate FAILED, forecasts not written to the sink:\n  " + "\n  ".join(failures))
         print(f"artifacts: {run_dir}")
+        print(f"next: read why in {run_dir / 'report.md'} (skill.png, coverage.png beside it); "
+              "change the spec's model or gate and run it again")
         set_status(run_dir, "gate_failed", failures=failures)
         return GATE_FAILED
     write_sink(spec, args.sink, forecasts, run_dir, sink)
     print(f"artifacts: {run_dir} (report.md, metrics.json/csv, forecasts.csv, model/, plots)")
+    print(next_steps(run_dir))
     return 0
+
+
+def next_steps(run_dir: Path) -> str:
+    """The run summary's last lines: where the report is and what to run next."""
+    return "\n".join([
+        "next:",
+        f"  read the report:  {run_dir / 'report.md'} (Markdown; open it in an editor or viewer "
+        "that shows Markdown images, or look at fan_chart.png and skill.png beside it)",
+        f"  forecast from newer data without retraining:  cbi-run --predict {run_dir} "
+        "--data-dir DIR",
+        f"  score it on data that arrived later:  cbi-run --evaluate {run_dir} --data-dir DIR "
+        "--since YYYY-MM-DD",
+    ])
 
 
 def forecast_latest(pipe, samples: Samples, intervals: str, scales, version: str,
