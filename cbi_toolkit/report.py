@@ -141,7 +141,7 @@ def plot_skill(folds: pd.DataFrame, path: Path) -> Path:
                 value = means.get((model, horizon), np.nan)
                 if value > top:
                     pos = x[j] + (i - (len(models) - 1) / 2) * width
-                    ax.annotate(f"{model}\n{value:.2f}", (pos, top), xytext=(0, -3),
+                    ax.annotate(f"{model}\n{value:.2f}", (pos, top), xytext=(0, -8),
                                 textcoords="offset points", ha="center", va="top", fontsize=7,
                                 color=f"C{i}", bbox={"fc": "white", "ec": "none", "alpha": 0.8})
         ax.set_xticks(x, horizons)
