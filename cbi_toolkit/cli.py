@@ -24,7 +24,11 @@ output paths in a spec (runs_dir, sink.path) must stay inside the working direct
 --runs-dir and --sink on the command line may point anywhere.
 
 exit codes: 0 ok, 2 bad input (spec, data, credentials, sink), 3 deploy gate failed,
-  130 interrupted (resume with --resume)"""
+  130 interrupted (resume with --resume)
+
+next: start with `cbi-run specs/zl_1m_quick.yaml` (minutes on a CPU); it prints its run folder,
+  runs/<run_id>/, whose report.md shows the metrics and plots (fan_chart.png, skill.png);
+  then `cbi-run --predict runs/<run_id>` forecasts from newer data. Docs: docs/running.md"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+    # libraries log warnings only (no "generated new fontManager"); the toolkit at ``level``
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("cbi_toolkit").setLevel(level)
     try:
         return _dispatch(args)
     except CbiError as exc:

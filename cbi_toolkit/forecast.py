@@ -7,6 +7,7 @@ import pandas as pd
 
 from cbi_toolkit.evaluation import LEVELS, FoldPrediction, conformal_scale, interval
 from cbi_toolkit.targets import HORIZONS
+from cbi_toolkit.trading_calendar import target_date
 
 
 def conformal_scales(preds: list[FoldPrediction], model: str) -> dict[str, dict[float, float]]:
@@ -27,13 +28,13 @@ def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: 
 
     ``mu`` and ``sigma`` are the forward log return's mean and std at ``origin``;
     prices are P·exp(mu) and P·exp(mu ± q·sigma), with q Gaussian or conformal.
-    Target dates count business days (exchange holidays are not known ahead).
+    Target dates count sessions on the exchange calendar (:mod:`cbi_toolkit.trading_calendar`).
     """
     rows = []
     for j, horizon in enumerate(horizons):
         row = {
             "origin_date": origin.date(), "horizon": horizon,
-            "target_date": (origin + pd.offsets.BDay(HORIZONS[horizon])).date(),
+            "target_date": target_date(origin, HORIZONS[horizon]),
             "predicted_price": float(price * np.exp(mu[j])),
         }
         for level in LEVELS:

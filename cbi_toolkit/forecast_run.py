@@ -37,7 +37,8 @@ from cbi_toolkit.evaluation import FoldPrediction, dm_table, format_table, score
 from cbi_toolkit.evaluation import calibrations as fold_calibrations
 from cbi_toolkit.forecast import forecast_frame
 from cbi_toolkit.pipeline import build_baselines, build_pipeline, predict_dist
-from cbi_toolkit.report import plot_coverage, plot_forecasts, write_report
+from cbi_toolkit.progress import FoldProgress
+from cbi_toolkit.report import plot_coverage, plot_fan, plot_forecasts, plot_skill, write_report
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.sinks import make_sink
 from cbi_toolkit.spec import GateConfig, Spec, load_spec
@@ -352,7 +353,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     checkpoints = run_dir / CHECKPOINTS
 
     models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
-    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints)
+    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints,
+                                  on_fold=FoldProgress(log))
     shipped, used = shipped_predictions(preds, spec.forecast.combine, spec.validation.stride)
     preds = shipped + preds
     fit_seconds[MODEL] = fit_seconds[NET]
@@ -409,7 +411,11 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         "spec_digest": spec_digest(spec), "data_digest": data_digest(samples),
     })
     shutil.rmtree(checkpoints / "fit-final", ignore_errors=True)
-    plots = [plot_forecasts(preds, run_dir / "forecast_vs_actual.png"),
+    plots = [plot_fan(pd.Series(samples.price, index=samples.dates), forecasts,
+                      run_dir / "fan_chart.png"),
+             plot_skill(folds[(folds["role"] == "test") & folds["model"].isin(
+                 [MODEL, NET, "random_walk", VOL, "drift"])], run_dir / "skill.png"),
+             plot_forecasts(preds, run_dir / "forecast_vs_actual.png"),
              plot_coverage(summary, run_dir / "coverage.png")]
     write_report(run_dir / "report.md", spec_name=spec.name, run_id=run_id,
                  model_version=version, summary=summary, forecasts=forecasts,
@@ -420,11 +426,27 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     if failures:
         print("deploy gate FAILED, forecasts not written to the sink:\n  " + "\n  ".join(failures))
         print(f"artifacts: {run_dir}")
+        print(f"next: read why in {run_dir / 'report.md'} (skill.png, coverage.png beside it); "
+              "change the spec's model or gate and run it again")
         set_status(run_dir, "gate_failed", failures=failures)
         return GATE_FAILED
     write_sink(spec, args.sink, forecasts, run_dir, sink)
     print(f"artifacts: {run_dir} (report.md, metrics.json/csv, forecasts.csv, model/, plots)")
+    print(next_steps(run_dir))
     return 0
+
+
+def next_steps(run_dir: Path) -> str:
+    """The run summary's last lines: where the report is and what to run next."""
+    return "\n".join([
+        "next:",
+        f"  read the report:  {run_dir / 'report.md'} (Markdown; open it in an editor or viewer "
+        "that shows Markdown images, or look at fan_chart.png and skill.png beside it)",
+        f"  forecast from newer data without retraining:  cbi-run --predict {run_dir} "
+        "--data-dir DIR",
+        f"  score it on data that arrived later:  cbi-run --evaluate {run_dir} --data-dir DIR "
+        "--since YYYY-MM-DD",
+    ])
 
 
 def baselines_for(spec: Spec) -> dict:

@@ -65,6 +65,99 @@ def plot_coverage(summary: pd.DataFrame, path: Path, model: str = "model") -> Pa
     return path
 
 
+def plot_fan(history: pd.Series, forecasts: pd.DataFrame, path: Path, years: float = 2) -> Path:
+    """The newest forecast as a fan over the last ``years`` of prices: the predicted price at
+    each horizon's target date (exchange calendar) with its 80% and 95% bands."""
+    history = history[history.index > history.index[-1] - pd.DateOffset(years=years)]
+    fc = forecasts.sort_values("target_date")
+    origin = pd.Timestamp(fc["origin_date"].iloc[0])
+    price = float(history.iloc[-1])
+    x = [origin, *pd.to_datetime(fc["target_date"])]
+
+    def path_of(col: str) -> list[float]:
+        return [price, *fc[col].astype(float)]
+
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    ax.plot(history.index, history.to_numpy(), color="k", lw=1, label="price")
+    ax.fill_between(x, path_of("lower_95"), path_of("upper_95"), color="C0", alpha=0.18,
+                    label="95% interval")
+    ax.fill_between(x, path_of("lower_80"), path_of("upper_80"), color="C0", alpha=0.35,
+                    label="80% interval")
+    ax.plot(x, path_of("predicted_price"), color="C0", lw=1.5, marker="o", ms=4,
+            label="forecast")
+    for date, horizon in zip(x[1:], fc["horizon"], strict=True):  # along the bottom edge
+        ax.text(date, 0.03, f"{horizon} {date:%Y-%m-%d}", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", rotation=90, fontsize=7)
+    ax.axvline(origin, color="grey", ls=":", lw=0.8)
+    ax.set_title(f"newest forecast from {origin:%Y-%m-%d}; target dates on the CBOT calendar")
+    ax.set_ylabel("price")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def skill_per_fold(folds: pd.DataFrame, reference: str = "random_walk") -> pd.DataFrame:
+    """Per model, horizon and fold: MASE and CRPS divided by the ``reference``'s CRPS on
+    the same fold (below 1: better than the random walk)."""
+    ref = folds[folds["model"] == reference].set_index(["fold", "horizon"])["crps"]
+    out = folds[folds["model"] != reference][["model", "fold", "horizon", "mase", "crps"]].copy()
+    out["crps_skill"] = out["crps"].to_numpy() / ref.reindex(
+        pd.MultiIndex.from_frame(out[["fold", "horizon"]])).to_numpy()
+    return out
+
+
+def plot_skill(folds: pd.DataFrame, path: Path) -> Path:
+    """MASE and CRPS relative to the random walk per horizon: the mean over folds with a
+    bar of ±1 standard deviation across folds, and each fold as a dot."""
+    skill = skill_per_fold(folds)
+    horizons = sorted(skill["horizon"].unique(), key=HORIZONS.__getitem__)
+    models = [m for m in ("model", "drift", "ridge") if m in set(skill["model"])]
+    models += sorted(set(skill["model"]) - set(models))
+    x = np.arange(len(horizons))
+    width = 0.8 / max(len(models), 1)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, col, label in ((axes[0], "mase", "MASE (MAE / random walk's MAE)"),
+                           (axes[1], "crps_skill", "CRPS / random walk's CRPS")):
+        for i, model in enumerate(models):
+            mine = skill[skill["model"] == model]
+            stats = mine.groupby("horizon")[col].agg(["mean", "std"]).reindex(horizons)
+            pos = x + (i - (len(models) - 1) / 2) * width
+            ax.errorbar(pos, stats["mean"], yerr=stats["std"].fillna(0), fmt="s", ms=6,
+                        capsize=3, color=f"C{i}", label=model)
+            for j, horizon in enumerate(horizons):
+                values = mine.loc[mine["horizon"] == horizon, col].to_numpy()
+                ax.plot(np.full(len(values), pos[j]), values, ".", color=f"C{i}", alpha=0.45)
+        ax.axhline(1.0, color="k", ls="--", lw=0.8)
+        # scaled to the model's spread; a weaker baseline off the scale is marked at the top
+        own = skill.loc[skill["model"] == models[0], col]
+        top = max(1.2, float(own.max()) + 0.1)
+        ax.set_ylim(min(0.8, float(own.min()) - 0.1), top)
+        means = skill.groupby(["model", "horizon"])[col].mean()
+        for i, model in enumerate(models):
+            for j, horizon in enumerate(horizons):
+                value = means.get((model, horizon), np.nan)
+                if value > top:
+                    pos = x[j] + (i - (len(models) - 1) / 2) * width
+                    ax.annotate(f"{model}\n{value:.2f}", (pos, top), xytext=(0, -8),
+                                textcoords="offset points", ha="center", va="top", fontsize=7,
+                                color=f"C{i}", bbox={"fc": "white", "ec": "none", "alpha": 0.8})
+        ax.set_xticks(x, horizons)
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("horizon")
+    axes[0].set_ylabel("relative to the random walk (below 1: better)")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"skill per horizon: mean over {folds['fold'].nunique()} walk-forward folds, "
+                 "bars ±1 std across folds, dots single folds; off-scale means printed at the top",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def write_report(path: Path, *, spec_name: str, run_id: str, model_version: str,
                  summary: pd.DataFrame, forecasts: pd.DataFrame, gate_failures: list[str],
                  data_summary: str, intervals: str, plots: list[Path]) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,21 +85,58 @@ def truncating_server():
 # -- BigQuery: a real BigQuery REST server (bqemulator) in its own venv ----------
 
 BQ_PROJECT = "cbi-test"
+#: The emulator's own environment (its pins clash with google-cloud-bigquery's).
+BQEMU_PINS = ["bqemulator==1.4.0", "duckdb>=1.5,<3", "numpy"]
+BQEMU_READY = ".cbi-bqemu-ready"
+
+
+def bqemu_python() -> Path:
+    """The python of the emulator's venv (``$CBI_BQEMU_VENV``, else ``.venv-bqemu``), made
+    and cached on first use; a file lock keeps parallel pytest workers from racing."""
+    import subprocess
+    import sys
+
+    from filelock import FileLock
+
+    venv = Path(os.environ.get("CBI_BQEMU_VENV") or ROOT / ".venv-bqemu")
+    python = venv / "bin" / "python"
+
+    def ready() -> bool:
+        if (venv / BQEMU_READY).is_file():
+            return True
+        return python.exists() and subprocess.run(
+            [str(python), "-c", "import bqemulator, duckdb"], capture_output=True).returncode == 0
+
+    if ready():
+        return python
+    with FileLock(str(venv.parent / f"{venv.name}.lock")):
+        if ready():  # another worker made it while this one waited
+            return python
+        install = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                   "--retries", "1", "--timeout", "20", *BQEMU_PINS]
+        clear = [] if venv.is_symlink() else ["--clear"]  # a shared venv is repaired, not wiped
+        for cmd in ([sys.executable, "-m", "venv", *clear, str(venv)], install):
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode:
+                last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+                pytest.fail(f"cannot create the BigQuery emulator's venv {venv} ({last}); reach the "
+                            f"package index (or set PIP_INDEX_URL) and rerun pytest, or make it by "
+                            f"hand: python -m venv {venv} && {python} -m pip install "
+                            + " ".join(f"'{p}'" for p in BQEMU_PINS), pytrace=False)
+        (venv / BQEMU_READY).write_text(" ".join(BQEMU_PINS) + "\n")
+    return python
 
 
 @pytest.fixture(scope="session")
 def bq_emulator(tmp_path_factory):
-    """Start ``bqemulator`` (from .venv-bqemu, made by .ci/run) on a free port for the
+    """Start ``bqemulator`` (from its venv, made on first use) on a free port for the
     session; yield its endpoint URL; stop it with SIGTERM."""
     import socket
     import subprocess
     import time
     import urllib.request
 
-    python = ROOT / ".venv-bqemu" / "bin" / "python"
-    if not python.exists():
-        pytest.fail(f"{python} is missing: run .ci/run (it creates .venv-bqemu and installs "
-                    "bqemulator, duckdb>=1.5 and numpy into it)", pytrace=False)
+    python = bqemu_python()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -283,7 +283,12 @@ class ForecastRegressor(NeuralNetRegressor):
     # -- callbacks ------------------------------------------------------
     @property
     def _default_callbacks(self):
+        from cbi_toolkit.models.progress import EpochLog, progress_callbacks
+
         callbacks = list(super()._default_callbacks)
+        if callbacks[-1][0] == "print_log":
+            callbacks[-1] = ("print_log", EpochLog())
+        callbacks[-1:-1] = progress_callbacks(self.verbose)
         callbacks.insert(-1, ("lr_schedule", WarmupCosine(self.warmup)))
         if self.patience:
             monitor = "valid_loss" if self._has_validation() else "train_loss"

@@ -1,0 +1,97 @@
+"""The few calls a script needs, re-exported as ``import cbi_toolkit as cbi``.
+
+``load_spec`` -> ``load_data`` -> ``evaluate`` (walk-forward, beside the baselines) ->
+``fit`` -> ``forecast`` (prices, target dates on the exchange calendar, 80%/95% bands).
+The fitted model is the plain scikit-learn Pipeline of ``build_pipeline``: its
+``fit``/``predict`` work on windows and forward log returns as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from cbi_toolkit.dataset import Samples
+from cbi_toolkit.evaluation import FoldPrediction
+from cbi_toolkit.spec import Spec
+
+__all__ = ["Evaluation", "build_pipeline", "evaluate", "fit", "forecast", "load_data",
+           "load_spec"]
+
+
+def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
+    """Read and validate a spec; ``overrides`` as on the command line's ``--set``,
+    e.g. ``{"training.max_epochs": 3}``."""
+    from cbi_toolkit.spec import load_spec as _load
+
+    return _load(path, overrides=overrides)
+
+
+def load_data(spec: Spec, data_dir: str | Path | None = None) -> Samples:
+    """The spec's samples: one window of causal features per origin, forward log-return
+    targets (NaN where the future is not known yet), the price and date of each origin.
+    ``data_dir`` defaults as for ``cbi-run``: ``$CBI_DATA_DIR``, else ../shared/data."""
+    from cbi_toolkit.runs import prepare
+
+    return prepare(spec, None if data_dir is None else str(data_dir))[1]
+
+
+def build_pipeline(spec: Spec, verbose: int = 0) -> Pipeline:
+    """The spec's unfitted Pipeline (scaler -> network); ``verbose=1`` prints epochs."""
+    from cbi_toolkit.pipeline import build_pipeline as _build
+
+    return _build(spec, verbose=verbose)
+
+
+@dataclass
+class Evaluation:
+    """Walk-forward results: ``summary`` (mean over folds per model and horizon),
+    ``folds`` (per fold) and the out-of-sample ``predictions``."""
+
+    summary: pd.DataFrame
+    folds: pd.DataFrame
+    predictions: list[FoldPrediction]
+
+    def conformal_scales(self) -> dict[str, dict[float, float]]:
+        from cbi_toolkit.forecast import conformal_scales
+
+        return conformal_scales(self.predictions, "model")
+
+
+def evaluate(spec: Spec, data: Samples, verbose: int = 0) -> Evaluation:
+    """Walk-forward evaluation of the spec's model beside the random walk, drift and
+    ridge baselines on the same folds (the folds and gap come from the spec)."""
+    from cbi_toolkit.backtest import backtest, labelled_samples
+    from cbi_toolkit.evaluation import score_folds, summarise
+    from cbi_toolkit.pipeline import build_baselines
+
+    models = {"model": build_pipeline(spec, verbose=verbose), **build_baselines()}
+    preds, _ = backtest(spec, labelled_samples(data), models)
+    folds = score_folds(preds)
+    return Evaluation(summarise(folds), folds, preds)
+
+
+def fit(spec: Spec, data: Samples, verbose: int = 0) -> Pipeline:
+    """The spec's Pipeline fitted on every origin whose targets are known."""
+    from cbi_toolkit.backtest import labelled_samples
+
+    train = labelled_samples(data)
+    return build_pipeline(spec, verbose=verbose).fit(train.X, train.y)
+
+
+def forecast(model: Pipeline, data: Samples, evaluation: Evaluation | None = None
+             ) -> pd.DataFrame:
+    """Forecast every horizon from the newest origin in prices: one row per horizon with
+    the origin and target date (the exchange calendar), the predicted price, the 80% and
+    95% bounds and sigma. Gaussian bands, or conformal ones given an ``evaluation``
+    (scaled by the model's walk-forward residuals)."""
+    from cbi_toolkit.forecast_run import forecast_latest
+
+    intervals = "gaussian" if evaluation is None else "conformal"
+    scales = None if evaluation is None else evaluation.conformal_scales()
+    frame = forecast_latest(model, data, intervals, scales, version="", run_id="")
+    return frame.drop(columns=["model_version", "run_id", "created_at"], errors="ignore")
