@@ -22,8 +22,10 @@ def conformal_scales(preds: list[FoldPrediction], model: str) -> dict[str, dict[
 
 def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: np.ndarray,
                    sigma: np.ndarray, method: str, scales: dict[str, dict[float, float]] | None,
-                   model_version: str, run_id: str, created_at: pd.Timestamp) -> pd.DataFrame:
-    """One row per horizon: target date, predicted price, 80%/95% bounds, sigma.
+                   model_version: str, run_id: str, created_at: pd.Timestamp,
+                   series: str) -> pd.DataFrame:
+    """One row per horizon: target date, predicted price, 80%/95% bounds, sigma; ``series``
+    (the spec's target) and ``kind='forecast'`` key it in the sink beside backtest rows.
 
     ``mu`` and ``sigma`` are the forward log return's mean and std at ``origin``;
     prices are P·exp(mu) and P·exp(mu ± q·sigma), with q Gaussian or conformal.
@@ -32,7 +34,7 @@ def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: 
     rows = []
     for j, horizon in enumerate(horizons):
         row = {
-            "origin_date": origin.date(), "horizon": horizon,
+            "series": series, "kind": "forecast", "origin_date": origin.date(), "horizon": horizon,
             "target_date": (origin + pd.offsets.BDay(HORIZONS[horizon])).date(),
             "predicted_price": float(price * np.exp(mu[j])),
         }

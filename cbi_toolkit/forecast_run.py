@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cbi_toolkit import track_record
 from cbi_toolkit.artifacts import load_pipeline, save_pipeline
 from cbi_toolkit.backtest import backtest, labelled_samples, with_epoch_checkpoint
 from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
@@ -153,12 +154,14 @@ def sink_for(spec: Spec, override: str | None):
 
 
 def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path,
-               sink=None, kept: Path | None = None) -> None:
-    """Upsert the forecasts; on failure keep them in the run folder and name ``--sink-only``
-    (``kept``: where forecasts other than the run's own forecasts.csv were saved)."""
+               sink=None, kept: Path | None = None, extra: dict | None = None) -> None:
+    """Upsert the forecasts, then ``extra`` (``track_record`` tables); on failure keep them in
+    the run folder and name ``--sink-only`` (``kept``: where forecasts other than the run's
+    own forecasts.csv were saved)."""
     sink = sink if sink is not None else sink_for(spec, override)
     try:
         n = sink.write(forecasts)
+        written = track_record.write(sink, extra or {})
     except SinkError as exc:
         if kept is not None:
             raise SinkError(f"{exc} -- the forecasts are kept in {kept}") from None
@@ -166,6 +169,8 @@ def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_di
         raise SinkError(f"{exc} -- the forecasts are kept in {run_dir / 'forecasts.csv'}; write "
                         f"them later with `cbi-run --sink-only {run_dir}`") from None
     print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
+    if written:
+        print("sink: also " + ", ".join(f"{k} {v} rows" for k, v in written.items()))
     if kept is not None:
         return
     (run_dir / "sink.json").write_text(json.dumps({"written": n, "sink": str(override or
@@ -248,7 +253,11 @@ def sink_only(args: argparse.Namespace) -> int:
         print(f"{path}: the run failed its deploy gate; forecasts not written to the sink")
         return GATE_FAILED
     forecasts = pd.read_csv(csv, dtype={"horizon": str, "model_version": str, "run_id": str})
-    write_sink(spec, args.sink or invocation.get("sink"), forecasts, path)
+    if "series" not in forecasts:  # a run folder from before the series key
+        forecasts.insert(0, "series", spec.target)
+        forecasts.insert(1, "kind", "forecast")
+    write_sink(spec, args.sink or invocation.get("sink"), forecasts, path,
+               extra=track_record.load(path))
     return 0
 
 
@@ -284,8 +293,12 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
     pipe.fit(labelled.X, labelled.y)
     scales = conformal_scales(preds, MODEL)
-    forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, scales, version, run_id)
+    forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, scales, version, run_id,
+                                spec.target)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
+    record = _track_record(spec, args, preds, summary, failures, version, run_id,
+                           forecasts["created_at"].iloc[0])
+    track_record.save(run_dir, record)
     save_pipeline(pipe, run_dir / "model", meta={
         "spec": spec.name, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
@@ -308,13 +321,28 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         print(f"artifacts: {run_dir}")
         set_status(run_dir, "gate_failed", failures=failures)
         return GATE_FAILED
-    write_sink(spec, args.sink, forecasts, run_dir, sink)
+    write_sink(spec, args.sink, forecasts, run_dir, sink, extra=record)
     print(f"artifacts: {run_dir} (report.md, metrics.json/csv, forecasts.csv, model/, plots)")
     return 0
 
 
+def _track_record(spec: Spec, args: argparse.Namespace, preds: list[FoldPrediction],
+                  summary: pd.DataFrame, failures: list[str], version: str, run_id: str,
+                  created_at: pd.Timestamp) -> dict[str, pd.DataFrame]:
+    closes = track_record.target_closes(spec, args.data_dir)
+    return {
+        "backtest": track_record.backtest_rows(preds, MODEL, closes.index,
+                                               spec.forecast.intervals, spec.target, version,
+                                               run_id, created_at),
+        "actuals": track_record.actual_rows(closes, spec.target),
+        "runs": track_record.run_rows(summary, MODEL, failures, series=spec.target,
+                                      spec_name=spec.name, model_version=version, run_id=run_id,
+                                      intervals=spec.forecast.intervals, created_at=created_at),
+    }
+
+
 def forecast_latest(pipe, samples: Samples, intervals: str, scales, version: str,
-                    run_id: str) -> pd.DataFrame:
+                    run_id: str, series: str) -> pd.DataFrame:
     """Forecast every horizon from the newest origin."""
     last = len(samples) - 1
     if hasattr(pipe, "steps"):
@@ -323,7 +351,7 @@ def forecast_latest(pipe, samples: Samples, intervals: str, scales, version: str
         mu, sigma = pipe.predict_dist(samples.X[[last]])
     return forecast_frame(samples.dates[last], float(samples.price[last]), samples.horizons,
                           mu[0], sigma[0], intervals, scales, version, run_id,
-                          pd.Timestamp.now(tz="UTC"))
+                          pd.Timestamp.now(tz="UTC"), series)
 
 
 def _scales_from_meta(meta: dict) -> dict[str, dict[float, float]]:
@@ -348,7 +376,7 @@ def predict_run(args: argparse.Namespace) -> int:
     served = serving_model(path, pipe)  # an exported ONNX/TorchScript model if checked, else eager
     log.info("forecasting with the %s model", served.kind)
     forecasts = forecast_latest(served, samples, meta["intervals"], _scales_from_meta(meta),
-                                meta["model_version"], meta["run_id"])
+                                meta["model_version"], meta["run_id"], spec.target)
     out = path / "predictions" / f"origin-{samples.dates[-1]:%Y-%m-%d}.csv"
     out.parent.mkdir(exist_ok=True)
     forecasts.to_csv(out, index=False)
@@ -357,7 +385,9 @@ def predict_run(args: argparse.Namespace) -> int:
     if not meta.get("gate_passed", False):
         print(f"the run failed its deploy gate; forecasts kept in {out}, not written to the sink")
         return GATE_FAILED
-    write_sink(spec, args.sink, forecasts, path, kept=out)
+    closes = track_record.target_closes(spec, args.data_dir)  # newer data scores older forecasts
+    write_sink(spec, args.sink, forecasts, path, kept=out,
+               extra={"actuals": track_record.actual_rows(closes, spec.target)})
     return 0
 
 
