@@ -394,13 +394,19 @@ class BigQuerySink:
 
     def _add_series_columns(self, table):
         """Migration, step 1: add ``series`` and ``kind`` (NULLABLE: BigQuery adds no
-        REQUIRED column to a table with rows). A metadata change; no row is touched."""
+        REQUIRED column to a table with rows). DDL, metadata only; no row is touched."""
         from google.cloud import bigquery
 
-        table.schema = [*table.schema, *(bigquery.SchemaField(name, "STRING", mode="NULLABLE")
-                                        for name in LEGACY_COLUMNS)]
-        return self._client().update_table(table, ["schema"], retry=self._retry,
-                                           timeout=self.config.retry_deadline_s)
+        client, c = self._client(), self.config
+        for name in LEGACY_COLUMNS:  # one statement each: the emulator takes one ALTER at a time
+            self._run(f"ALTER TABLE {self._path(c.table)} ADD COLUMN IF NOT EXISTS {name} STRING")
+        table = client.get_table(self._ref(c.table), retry=self._retry, timeout=c.retry_deadline_s)
+        missing = [n for n in LEGACY_COLUMNS if n not in {f.name for f in table.schema}]
+        if missing:  # a server (the emulator) that keeps the schema apart from the storage
+            table.schema = [*table.schema, *(bigquery.SchemaField(n, "STRING") for n in missing)]
+            table = client.update_table(table, ["schema"], retry=self._retry,
+                                        timeout=c.retry_deadline_s)
+        return table
 
     def _label_legacy_rows(self) -> None:
         """Migration, step 2 (idempotent, so a write interrupted between the steps finishes
