@@ -37,7 +37,7 @@ def test_rerun_adds_no_duplicate_rows(quick_sink):
     assert second["predictions"] == first["predictions"]
     assert second["actuals"] == first["actuals"]
     assert second["runs"] == first["runs"] + 1  # one row per run and horizon
-    rows = DuckDBSink(quick_sink["sink"]).read_all()
+    rows = DuckDBSink(quick_sink["sink"]).read_all(kind=None)
     assert not rows.duplicated(["series", "kind", "origin_date", "horizon",
                                 "model_version"]).any()
     assert (rows["kind"] == "forecast").sum() == 1

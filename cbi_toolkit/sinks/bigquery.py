@@ -505,16 +505,24 @@ class BigQuerySink:
         return self._read(f"SELECT {cols} FROM {self._path(self.config.view)} "
                           "ORDER BY series, horizon")
 
-    def read_all(self, model_version: str | None = None) -> pd.DataFrame:
-        """Every row of the table, optionally of one model version."""
+    def read_all(self, model_version: str | None = None,
+                 kind: str | None = "forecast") -> pd.DataFrame:
+        """The prediction rows of ``kind`` (live forecasts by default; None: every row,
+        backtests included), optionally of one model version."""
         from google.cloud import bigquery
 
         cols = ", ".join(PREDICTION_SCHEMA)
-        sql = f"SELECT {cols} FROM {self._path(self.config.table)}"
-        params = []
+        where, params = [], []
         if model_version is not None:
-            sql += " WHERE model_version = @model_version"
-            params = [bigquery.ScalarQueryParameter("model_version", "STRING", model_version)]
+            where.append("model_version = @model_version")
+            params.append(bigquery.ScalarQueryParameter("model_version", "STRING",
+                                                        model_version))
+        if kind is not None:
+            where.append("kind = @kind")
+            params.append(bigquery.ScalarQueryParameter("kind", "STRING", kind))
+        sql = f"SELECT {cols} FROM {self._path(self.config.table)}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
         return self._read(sql + " ORDER BY series, kind, origin_date, horizon, model_version",
                           params)
 

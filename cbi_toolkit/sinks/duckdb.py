@@ -12,6 +12,7 @@ import pandas as pd
 
 from cbi_toolkit.errors import SinkError
 from cbi_toolkit.sinks.base import (
+    KINDS,
     LEGACY_COLUMNS,
     PREDICTION_KEY,
     PREDICTION_SCHEMA,
@@ -144,8 +145,11 @@ class DuckDBSink:
     def read_latest(self) -> pd.DataFrame:
         return self._read(f"SELECT * FROM {_q(self.view)} ORDER BY series, horizon")
 
-    def read_all(self) -> pd.DataFrame:
-        return self._read(f"SELECT * FROM {_q(self.table)} "
+    def read_all(self, kind: str | None = "forecast") -> pd.DataFrame:
+        """The prediction rows of ``kind`` (live forecasts by default; None: every row,
+        backtests included)."""
+        where = f"WHERE kind = '{kind}' " if kind in KINDS else ""
+        return self._read(f"SELECT * FROM {_q(self.table)} {where}"
                           "ORDER BY series, kind, origin_date, horizon")
 
     def read(self, name: str) -> pd.DataFrame:
