@@ -128,6 +128,13 @@ def test_app_shows_the_warehouse(quick_sink, monkeypatch):
     assert set(runs_table["run"]) == {d.name for d in quick_sink["runs"]}
     assert set(runs_table["gate"]) == {"passed"}
 
+    # the rolling chart follows the metric picked: MAPE over the last 63 predictions
+    at.radio[0].set_value("MAPE %").run()
+    lines = pd.concat(_datasets(at.get("vega_lite_chart")[1]), ignore_index=True)
+    model = lines[lines["line"].str.startswith("model")]
+    ordered = sc.assign(target_date=pd.to_datetime(sc["target_date"])).sort_values("target_date")
+    assert model["value"].iloc[-1] == pytest.approx(ordered["abs_pct_error"].tail(63).mean())
+
 
 def test_app_without_a_warehouse_says_what_to_run(tmp_path, monkeypatch):
     at = _app(monkeypatch, f"duckdb://{tmp_path / 'none.duckdb'}")

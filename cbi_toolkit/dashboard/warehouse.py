@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from cbi_toolkit.errors import SinkError
+
 #: Where ``cbi-run`` writes by default (relative to the working directory, like the spec's
 #: ``sink.path``); ``duckdb:///abs/file.duckdb`` names an absolute path.
 DEFAULT_SINK = "duckdb:runs/forecasts.duckdb"
@@ -57,6 +59,9 @@ def read_warehouse(url: str) -> Warehouse:
     sink = open_sink(url)
     frames = {name: _dates(sink.read(name))
               for name in ("latest_predictions", "actuals", "scorecard", "runs")}
+    if len(frames["latest_predictions"]) and "series" not in frames["latest_predictions"]:
+        raise SinkError(f"{url}: the warehouse was written before the series key; the next "
+                        "cbi-run (or cbi-run --sink-only runs/<run_id>) writing to it migrates it")
     return Warehouse(frames["latest_predictions"], frames["actuals"], frames["scorecard"],
                      frames["runs"])
 
