@@ -228,3 +228,28 @@ def test_bigquery_holds_the_runs_track_record(bq_emulator, quick_sink):
                                    rtol=1e-12, err_msg=col)
     runs = sink.read("runs")
     assert list(runs["run_id"]) == [run_dir.name] and bool(runs["gate_passed"].iloc[0])
+
+
+def test_dashboard_reads_bigquery(bq_emulator, quick_sink, monkeypatch):
+    """The app on a bigquery:// URL shows what it shows for the run's DuckDB warehouse."""
+    from streamlit.testing.v1 import AppTest
+
+    from cbi_toolkit.dashboard.cli import APP
+
+    run_dir = quick_sink["runs"][-1]
+    config = _bq(bq_emulator)
+    sink = BigQuerySink(config)
+    sink.write(pd.read_csv(run_dir / "forecasts.csv"))
+    track_record.write(sink, track_record.load(run_dir))
+    tables = {}
+    for url in (f"bigquery://{config.project}/{config.dataset}?api_endpoint={bq_emulator}",
+                f"duckdb://{quick_sink['sink']}"):
+        monkeypatch.setenv("CBI_DASHBOARD_SINK", url)
+        at = AppTest.from_file(str(APP), default_timeout=120)
+        at.run()
+        assert not at.exception, at.exception
+        tables[url[:6]] = [t.value for t in at.table]
+    forecast_bq, score_bq, _ = tables["bigque"]
+    forecast_duck, score_duck, _ = tables["duckdb"]
+    pd.testing.assert_frame_equal(forecast_bq, forecast_duck)
+    pd.testing.assert_frame_equal(score_bq, score_duck)
