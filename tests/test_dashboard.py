@@ -215,3 +215,29 @@ def test_empty_warehouse_page_in_a_real_browser(browser, tmp_path):
         _wait_for(browser, "cbi-run specs/zl_1m_quick.yaml")
         errors = _console_errors(browser)
     assert errors == []
+
+
+def test_app_scores_live_forecasts_apart(tmp_path, monkeypatch, data_dir):
+    """Live forecasts whose targets have arrived get their own, labelled column (here
+    trailing-drift forecasts from real ZL closes, the closes as actuals)."""
+    from cbi_toolkit import track_record
+    from tests.test_sink_series import drift_rows
+
+    closes = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv",
+                         parse_dates=["date"]).set_index("date")["close"].astype(float)
+    sink = DuckDBSink(tmp_path / "f.duckdb")
+    batch = drift_rows(closes)
+    sink.write(batch)
+    sink.write_actuals(track_record.actual_rows(closes, "zl"))
+    at = _app(monkeypatch, f"duckdb://{tmp_path / 'f.duckdb'}")
+    assert at.sidebar.selectbox[1].options == ["1w", "1m"]
+    at.sidebar.selectbox[1].set_value("1m").run()
+    score = at.table[1].value
+    assert list(score.columns) == ["live"]
+    mine = batch[batch["horizon"] == "1m"]
+    actual = closes.reindex(mine["target_date"]).to_numpy()
+    assert int(score.loc["n", "live"]) == len(mine) == 40
+    assert float(score.loc["MAE", "live"]) == pytest.approx(
+        np.mean(np.abs(mine["predicted_price"].to_numpy() - actual)), abs=5e-4)
+    lines = pd.concat(_datasets(at.get("vega_lite_chart")[1]), ignore_index=True)
+    assert set(lines["line"]) == {"model, live", "random walk, live"}
