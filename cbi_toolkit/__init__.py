@@ -8,7 +8,7 @@ imported on first use, so ``import cbi_toolkit.spec`` stays light.
 from cbi_toolkit.errors import CbiError
 
 __version__ = "0.1.0"
-_API = ("Evaluation", "build_pipeline", "evaluate", "fit", "forecast", "load_data", "load_spec")
+_API = ("build_pipeline", "evaluate", "fit", "forecast", "load_data", "load_spec")
 __all__ = ["CbiError", "__version__", *_API]
 
 

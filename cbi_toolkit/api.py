@@ -8,7 +8,6 @@ The fitted model is the plain scikit-learn Pipeline of ``build_pipeline``: its
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +15,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.dataset import Samples
-from cbi_toolkit.evaluation import FoldPrediction
 from cbi_toolkit.spec import Spec
 
-__all__ = ["Evaluation", "build_pipeline", "evaluate", "fit", "forecast", "load_data",
-           "load_spec"]
+__all__ = ["build_pipeline", "evaluate", "fit", "forecast", "load_data", "load_spec"]
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
@@ -47,32 +44,15 @@ def build_pipeline(spec: Spec, verbose: int = 0) -> Pipeline:
     return _build(spec, verbose=verbose)
 
 
-@dataclass
-class Evaluation:
-    """Walk-forward results: ``summary`` (mean over folds per model and horizon),
-    ``folds`` (per fold) and the out-of-sample ``predictions``."""
+def evaluate(spec: Spec, data: Samples, verbose: int = 0):
+    """Walk-forward evaluation exactly as ``cbi-run`` does it: the net, the spec's baselines
+    and the shipped model (the net combined with the random walk where it earns a weight)
+    on the spec's folds, pooled over the reported span with Diebold-Mariano p-values.
+    Returns a `cbi_toolkit.skill.Assessment` (``.summary``, ``.folds``, ``.versus``...)."""
+    from cbi_toolkit.backtest import labelled_samples
+    from cbi_toolkit.skill import assess
 
-    summary: pd.DataFrame
-    folds: pd.DataFrame
-    predictions: list[FoldPrediction]
-
-    def conformal_scales(self) -> dict[str, dict[float, float]]:
-        from cbi_toolkit.forecast import conformal_scales
-
-        return conformal_scales(self.predictions, "model")
-
-
-def evaluate(spec: Spec, data: Samples, verbose: int = 0) -> Evaluation:
-    """Walk-forward evaluation of the spec's model beside the random walk, drift and
-    ridge baselines on the same folds (the folds and gap come from the spec)."""
-    from cbi_toolkit.backtest import backtest, labelled_samples
-    from cbi_toolkit.evaluation import score_folds, summarise
-    from cbi_toolkit.pipeline import build_baselines
-
-    models = {"model": build_pipeline(spec, verbose=verbose), **build_baselines()}
-    preds, _ = backtest(spec, labelled_samples(data), models)
-    folds = score_folds(preds)
-    return Evaluation(summarise(folds), folds, preds)
+    return assess(spec, labelled_samples(data), verbose=verbose)
 
 
 def fit(spec: Spec, data: Samples, verbose: int = 0) -> Pipeline:
@@ -83,15 +63,20 @@ def fit(spec: Spec, data: Samples, verbose: int = 0) -> Pipeline:
     return build_pipeline(spec, verbose=verbose).fit(train.X, train.y)
 
 
-def forecast(model: Pipeline, data: Samples, evaluation: Evaluation | None = None
-             ) -> pd.DataFrame:
+def forecast(model: Pipeline, data: Samples, evaluation=None) -> pd.DataFrame:
     """Forecast every horizon from the newest origin in prices: one row per horizon with
     the origin and target date (the exchange calendar), the predicted price, the 80% and
-    95% bounds and sigma. Gaussian bands, or conformal ones given an ``evaluation``
-    (scaled by the model's walk-forward residuals)."""
+    95% bounds and sigma. Without an ``evaluation``: the net's own mean and Gaussian band;
+    with one (from `evaluate`): the shipped forecast, the net combined with the random walk
+    and its conformal band calibrated on the walk-forward residuals, as ``cbi-run`` ships it."""
+    from cbi_toolkit.calibration import ShippedModel
     from cbi_toolkit.forecast_run import forecast_latest
 
-    intervals = "gaussian" if evaluation is None else "conformal"
-    scales = None if evaluation is None else evaluation.conformal_scales()
-    frame = forecast_latest(model, data, intervals, scales, version="", run_id="")
+    if evaluation is None:
+        intervals, shipping, series = "gaussian", ShippedModel({}, {}), ""
+    else:
+        intervals, shipping = "conformal", evaluation.shipped()
+        series = evaluation.spec.target
+    frame = forecast_latest(model, data, intervals, shipping, version="", run_id="",
+                            series=series)
     return frame.drop(columns=["model_version", "run_id", "created_at"], errors="ignore")

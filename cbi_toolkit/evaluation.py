@@ -95,7 +95,7 @@ class FoldPrediction:
     role: str = "test"  # "selection" or "test" (cbi_toolkit.walkforward)
 
 
-def _calibrated(pred: FoldPrediction, cal) -> dict[str, np.ndarray]:
+def calibrated(pred: FoldPrediction, cal) -> dict[str, np.ndarray]:
     """Per-origin arrays of a prediction under its calibration (None: uncalibrated):
     sigma times the variance scale, and the conformal bounds per level (NaN without one)."""
     c = cal.variance_scale if cal is not None else 1.0
@@ -142,7 +142,7 @@ def score(pred: FoldPrediction, cal=None) -> dict:
     """
     row = {"model": pred.model, "fold": pred.fold, "role": pred.role, "horizon": pred.horizon,
            "start": pred.dates[0].date().isoformat(), "end": pred.dates[-1].date().isoformat()}
-    row.update(_metrics(pred.y, pred.mu, pred.sigma, pred.price, _calibrated(pred, cal)))
+    row.update(_metrics(pred.y, pred.mu, pred.sigma, pred.price, calibrated(pred, cal)))
     return row
 
 
@@ -196,7 +196,7 @@ def summarise(preds: list[FoldPrediction], folds: pd.DataFrame | None = None,
     pooled = {}
     for (horizon, model), items in groups.items():
         items = sorted(items, key=lambda p: p.fold)
-        cal = [_calibrated(p, cals.get((p.model, p.horizon, p.fold))) for p in items]
+        cal = [calibrated(p, cals.get((p.model, p.horizon, p.fold))) for p in items]
         arrays = {a: np.concatenate([getattr(p, a) for p in items])
                   for a in ("y", "mu", "sigma", "price")}
         arrays["dates"] = items[0].dates.append([p.dates for p in items[1:]])

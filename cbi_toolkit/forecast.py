@@ -5,26 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.evaluation import LEVELS, FoldPrediction, conformal_scale, interval
+from cbi_toolkit.evaluation import LEVELS, interval
 from cbi_toolkit.targets import HORIZONS
 from cbi_toolkit.trading_calendar import target_date
 
 
-def conformal_scales(preds: list[FoldPrediction], model: str) -> dict[str, dict[float, float]]:
-    """Per horizon and level, the conformal scale from the model's walk-forward
-    out-of-sample residuals (all folds)."""
-    out: dict[str, dict[float, float]] = {}
-    for horizon in sorted({p.horizon for p in preds if p.model == model}):
-        mine = [p for p in preds if p.model == model and p.horizon == horizon]
-        y, mu, sigma = (np.concatenate([getattr(p, a) for p in mine]) for a in ("y", "mu", "sigma"))
-        out[horizon] = {level: conformal_scale(y, mu, sigma, level) for level in LEVELS}
-    return out
-
-
 def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: np.ndarray,
                    sigma: np.ndarray, method: str, scales: dict[str, dict[float, float]] | None,
-                   model_version: str, run_id: str, created_at: pd.Timestamp) -> pd.DataFrame:
-    """One row per horizon: target date, predicted price, 80%/95% bounds, sigma.
+                   model_version: str, run_id: str, created_at: pd.Timestamp,
+                   series: str) -> pd.DataFrame:
+    """One row per horizon: target date, predicted price, 80%/95% bounds, sigma; ``series``
+    (the spec's target) and ``kind='forecast'`` key it in the sink beside backtest rows.
 
     ``mu`` and ``sigma`` are the forward log return's mean and std at ``origin``;
     prices are P·exp(mu) and P·exp(mu ± q·sigma), with q Gaussian or conformal.
@@ -33,7 +24,7 @@ def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: 
     rows = []
     for j, horizon in enumerate(horizons):
         row = {
-            "origin_date": origin.date(), "horizon": horizon,
+            "series": series, "kind": "forecast", "origin_date": origin.date(), "horizon": horizon,
             "target_date": target_date(origin, HORIZONS[horizon]),
             "predicted_price": float(price * np.exp(mu[j])),
         }

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cbi_toolkit import track_record
 from cbi_toolkit.artifacts import load_pipeline, save_pipeline
-from cbi_toolkit.backtest import backtest, labelled_samples, with_epoch_checkpoint
+from cbi_toolkit.backtest import labelled_samples, with_epoch_checkpoint
 from cbi_toolkit.calibration import (
     NET,
     VOL,
@@ -27,20 +28,18 @@ from cbi_toolkit.calibration import (
     Combination,
     ShippedModel,
     calibration_for,
-    combination_for,
-    combine,
 )
 from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import ArtifactError, CbiError, SinkError, StorageError
-from cbi_toolkit.evaluation import FoldPrediction, dm_table, format_table, score_folds, summarise
-from cbi_toolkit.evaluation import calibrations as fold_calibrations
+from cbi_toolkit.evaluation import FoldPrediction, format_table, summarise
 from cbi_toolkit.forecast import forecast_frame
-from cbi_toolkit.pipeline import build_baselines, build_pipeline, predict_dist
+from cbi_toolkit.pipeline import build_pipeline, predict_dist
 from cbi_toolkit.progress import FoldProgress
 from cbi_toolkit.report import plot_coverage, plot_fan, plot_forecasts, plot_skill, write_report
 from cbi_toolkit.runs import prepare
 from cbi_toolkit.sinks import make_sink
+from cbi_toolkit.skill import assess, baselines_for
 from cbi_toolkit.spec import GateConfig, Spec, load_spec
 
 log = logging.getLogger(__name__)
@@ -182,17 +181,6 @@ def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[
     return failures
 
 
-def shipped_predictions(preds: list[FoldPrediction], combine_net: bool, stride: int = 1
-                        ) -> tuple[list[FoldPrediction], dict]:
-    """The ``model`` rows: the net combined with the random walk (weights from earlier
-    folds), or with ``combine: false`` the net itself."""
-    if combine_net:
-        return combine(preds, stride)
-    mine = [FoldPrediction(MODEL, p.fold, p.horizon, p.y, p.mu, p.sigma, p.price, p.dates, p.role)
-            for p in preds if p.model == NET]
-    return mine, {(p.horizon, p.fold): Combination(1.0, NET, len(p.y)) for p in mine}
-
-
 def sink_for(spec: Spec, override: str | None):
     from cbi_toolkit.sinks.resolve import sink_config
 
@@ -200,12 +188,14 @@ def sink_for(spec: Spec, override: str | None):
 
 
 def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_dir: Path,
-               sink=None, kept: Path | None = None) -> None:
-    """Upsert the forecasts; on failure keep them in the run folder and name ``--sink-only``
-    (``kept``: where forecasts other than the run's own forecasts.csv were saved)."""
+               sink=None, kept: Path | None = None, extra: dict | None = None) -> None:
+    """Upsert the forecasts, then ``extra`` (``track_record`` tables); on failure keep them in
+    the run folder and name ``--sink-only`` (``kept``: where forecasts other than the run's
+    own forecasts.csv were saved)."""
     sink = sink if sink is not None else sink_for(spec, override)
     try:
         n = sink.write(forecasts)
+        written = track_record.write(sink, extra or {})
     except SinkError as exc:
         if kept is not None:
             raise SinkError(f"{exc} -- the forecasts are kept in {kept}") from None
@@ -213,6 +203,8 @@ def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_di
         raise SinkError(f"{exc} -- the forecasts are kept in {run_dir / 'forecasts.csv'}; write "
                         f"them later with `cbi-run --sink-only {run_dir}`") from None
     print(f"sink: wrote {n} forecast rows ({type(sink).__name__})")
+    if written:
+        print("sink: also " + ", ".join(f"{k} {v} rows" for k, v in written.items()))
     if kept is not None:
         return
     (run_dir / "sink.json").write_text(json.dumps({"written": n, "sink": str(override or
@@ -339,7 +331,11 @@ def sink_only(args: argparse.Namespace) -> int:
         print(f"{path}: the run failed its deploy gate; forecasts not written to the sink")
         return GATE_FAILED
     forecasts = pd.read_csv(csv, dtype={"horizon": str, "model_version": str, "run_id": str})
-    write_sink(spec, args.sink or invocation.get("sink"), forecasts, path)
+    if "series" not in forecasts:  # a run folder from before the series key
+        forecasts.insert(0, "series", spec.target)
+        forecasts.insert(1, "kind", "forecast")
+    write_sink(spec, args.sink or invocation.get("sink"), forecasts, path,
+               extra=track_record.load(path))
     return 0
 
 
@@ -352,22 +348,10 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     labelled = labelled_samples(samples)
     checkpoints = run_dir / CHECKPOINTS
 
-    models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
-    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoints,
-                                  on_fold=FoldProgress(log))
-    shipped, used = shipped_predictions(preds, spec.forecast.combine, spec.validation.stride)
-    preds = shipped + preds
-    fit_seconds[MODEL] = fit_seconds[NET]
-    cals = fold_calibrations(preds)
-    folds = score_folds(preds, cals)
-    stride = spec.validation.stride
-    summary = summarise(preds, folds, stride=stride, cals=cals)
-    selection = summarise(preds, folds, role="selection", stride=stride, cals=cals) \
-        if spec.validation.test_start is not None else None
-    versus = dm_table(preds, stride=stride)
-    summary["fit_seconds"] = summary["model"].map(lambda m: float(np.mean(fit_seconds[m])))
-    weights = {h: [c.to_json() | {"fold": k} for (hh, k), c in sorted(used.items()) if hh == h]
-               for h in spec.horizons}
+    result = assess(spec, labelled, verbose, checkpoints, FoldProgress(log))
+    preds, cals, folds, summary = (result.predictions, result.calibrations, result.folds,
+                                   result.summary)
+    selection, versus, weights = result.selection, result.versus, result.weights()
     for horizon in spec.horizons:
         print(format_table(summary, horizon))
         print(combination_line(weights[horizon], spec.forecast.combine))
@@ -391,13 +375,13 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
           f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
     pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
     pipe.fit(labelled.X, labelled.y)
-    shipping = ShippedModel(
-        {h: combination_for(preds, h, None, spec.validation.stride) if spec.forecast.combine
-         else Combination(1.0, NET)
-         for h in spec.horizons},
-        {h: calibration_for(preds, MODEL, h, None) for h in spec.horizons})
-    forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id)
+    shipping = result.shipped()
+    forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id,
+                                spec.target)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
+    record = _track_record(spec, args, preds, summary, failures, version, run_id,
+                           forecasts["created_at"].iloc[0], cals)
+    track_record.save(run_dir, record)
     save_pipeline(pipe, run_dir / "model", meta={
         "spec": spec.name, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
@@ -430,7 +414,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
               "change the spec's model or gate and run it again")
         set_status(run_dir, "gate_failed", failures=failures)
         return GATE_FAILED
-    write_sink(spec, args.sink, forecasts, run_dir, sink)
+    write_sink(spec, args.sink, forecasts, run_dir, sink, extra=record)
     print(f"artifacts: {run_dir} (report.md, metrics.json/csv, forecasts.csv, model/, plots)")
     print(next_steps(run_dir))
     return 0
@@ -449,15 +433,6 @@ def next_steps(run_dir: Path) -> str:
     ])
 
 
-def baselines_for(spec: Spec) -> dict:
-    """The spec's baselines, always with the volatility random walk the combination
-    takes its sigma from."""
-    models = build_baselines(spec)
-    if VOL not in models:
-        models[VOL] = build_baselines(spec.model_copy(update={"baselines": [VOL]}))[VOL]
-    return models
-
-
 def combination_line(weights: list[dict], combined: bool) -> str:
     """How much the shipped forecast leans on the random walk, for the table's reader."""
     if not combined:
@@ -468,8 +443,23 @@ def combination_line(weights: list[dict], combined: bool) -> str:
             f" (min {min(w):.2f}, max {max(w):.2f}); sigma from {', '.join(sig)}, calibrated")
 
 
+def _track_record(spec: Spec, args: argparse.Namespace, preds: list[FoldPrediction],
+                  summary: pd.DataFrame, failures: list[str], version: str, run_id: str,
+                  created_at: pd.Timestamp, cals: dict) -> dict[str, pd.DataFrame]:
+    closes = track_record.target_closes(spec, args.data_dir)
+    return {
+        "backtest": track_record.backtest_rows(preds, MODEL, closes.index,
+                                               spec.forecast.intervals, spec.target, version,
+                                               run_id, created_at, cals),
+        "actuals": track_record.actual_rows(closes, spec.target),
+        "runs": track_record.run_rows(summary, MODEL, failures, series=spec.target,
+                                      spec_name=spec.name, model_version=version, run_id=run_id,
+                                      intervals=spec.forecast.intervals, created_at=created_at),
+    }
+
+
 def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedModel,
-                    version: str, run_id: str) -> pd.DataFrame:
+                    version: str, run_id: str, series: str) -> pd.DataFrame:
     """Forecast every horizon from the newest origin: the net's output through the
     saved combination and calibration."""
     from cbi_toolkit.models.baselines import VolatilityRandomWalk
@@ -486,7 +476,7 @@ def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedMod
     mu, sigma, scales = shipping.apply(samples.horizons, mu[0], sigma[0], sigma_vol[0])
     return forecast_frame(samples.dates[last], float(samples.price[last]), samples.horizons,
                           mu, sigma, intervals, scales, version, run_id,
-                          pd.Timestamp.now(tz="UTC"))
+                          pd.Timestamp.now(tz="UTC"), series)
 
 
 def load_run(run_dir: str, data_dir: str | None, allow_ended: bool = False
@@ -517,7 +507,7 @@ def predict_run(args: argparse.Namespace) -> int:
     served = serving_model(path, pipe)  # an exported ONNX/TorchScript model if checked, else eager
     log.info("forecasting with the %s model", served.kind)
     forecasts = forecast_latest(served, samples, meta["intervals"], ShippedModel.from_meta(meta),
-                                meta["model_version"], meta["run_id"])
+                                meta["model_version"], meta["run_id"], spec.target)
     out = path / "predictions" / f"origin-{samples.dates[-1]:%Y-%m-%d}.csv"
     out.parent.mkdir(exist_ok=True)
     forecasts.to_csv(out, index=False)
@@ -526,7 +516,9 @@ def predict_run(args: argparse.Namespace) -> int:
     if not meta.get("gate_passed", False):
         print(f"the run failed its deploy gate; forecasts kept in {out}, not written to the sink")
         return GATE_FAILED
-    write_sink(spec, args.sink, forecasts, path, kept=out)
+    closes = track_record.target_closes(spec, args.data_dir)  # newer data scores older forecasts
+    write_sink(spec, args.sink, forecasts, path, kept=out,
+               extra={"actuals": track_record.actual_rows(closes, spec.target)})
     return 0
 
 

@@ -168,3 +168,8 @@ def bq_emulator(tmp_path_factory):
         proc.kill()
         proc.wait()
     log.close()
+
+
+# -- the dashboard: a warehouse from real quick runs, headless Chromium ----------
+
+from tests.browser_support import browser, chromium, quick_sink  # noqa: E402, F401

@@ -25,6 +25,7 @@ from cbi_toolkit.sinks.config import DuckDBSinkConfig
 from tests.conftest import BQ_PROJECT
 
 HORIZONS = {"1w": 5, "1m": 21}
+WAREHOUSE = {"predictions", "latest_predictions", "actuals", "runs", "scorecard"}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def forecasts(closes: pd.Series, origins: int = 3, version: str = "rw-1",
                 "lower_95": price * np.exp(-1.96 * sigma),
                 "upper_95": price * np.exp(1.96 * sigma),
                 "sigma": sigma, "model_version": version, "run_id": run_id,
-                "created_at": pd.Timestamp(created)})
+                "created_at": pd.Timestamp(created), "series": "zl", "kind": "forecast"})
     return pd.DataFrame(rows)
 
 
@@ -74,13 +75,13 @@ def test_first_write_creates_dataset_table_and_view(sink, closes):
         client.get_dataset(f"{BQ_PROJECT}.{sink.config.dataset}")
     batch = forecasts(closes)
     assert sink.write(batch) == len(batch) == 6
-    assert tables(sink) == {"predictions", "latest_predictions"}  # staging table dropped
+    assert tables(sink) == WAREHOUSE  # staging table dropped
     table = client.get_table(f"{BQ_PROJECT}.{sink.config.dataset}.predictions")
     assert [f.name for f in table.schema] == list(PREDICTION_SCHEMA)
     assert {f.name for f in table.schema if f.mode == "REQUIRED"} == {
-        "origin_date", "horizon", "model_version"}
+        "series", "kind", "origin_date", "horizon", "model_version"}
     assert table.time_partitioning.field == "origin_date"
-    assert table.clustering_fields == ["horizon"]
+    assert table.clustering_fields == ["series", "horizon"]
     stored = sink.read_all()
     assert len(stored) == 6
     assert stored["predicted_price"].tolist() == pytest.approx(
@@ -96,7 +97,7 @@ def test_second_identical_write_changes_nothing(sink, closes):
     again = sink.read_all()
     assert len(again) == len(first) == 6
     pd.testing.assert_frame_equal(again, first)
-    assert tables(sink) == {"predictions", "latest_predictions"}
+    assert tables(sink) == WAREHOUSE
 
 
 def test_changed_forecast_updates_in_place(sink, closes):

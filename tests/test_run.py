@@ -183,7 +183,8 @@ def test_duckdb_sink_is_transactional(tmp_path, data_dir):
         "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
         "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
         "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": "v",
-        "run_id": "r1", "created_at": pd.Timestamp("2024-01-02", tz="UTC")})
+        "run_id": "r1", "created_at": pd.Timestamp("2024-01-02", tz="UTC"),
+        "series": "zl", "kind": "forecast"})
     sink = DuckDBSink(tmp_path / "s.duckdb")
     assert sink.write(batch) == 3
     # a null key is refused before anything is written

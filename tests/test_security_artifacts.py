@@ -169,7 +169,8 @@ def test_sql_in_forecast_values_is_stored_as_data(data_dir, tmp_path):
         "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
         "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
         "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": evil,
-        "run_id": 'r"; DELETE FROM predictions; --', "created_at": pd.Timestamp.now(tz="UTC")})
+        "run_id": 'r"; DELETE FROM predictions; --', "created_at": pd.Timestamp.now(tz="UTC"),
+        "series": "zl'); DROP TABLE actuals; --", "kind": "forecast"})
     sink = DuckDBSink(tmp_path / "s.duckdb")
     assert sink.write(batch) == 2
     assert sink.write(batch) == 2

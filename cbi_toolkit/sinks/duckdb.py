@@ -1,5 +1,7 @@
-"""The embedded default sink: a DuckDB file with a ``predictions`` table and a
-``latest_predictions`` view, written in one transaction per batch."""
+"""The embedded default sink: a DuckDB file with the ``predictions``, ``actuals`` and
+``runs`` tables and the ``latest_predictions`` and ``scorecard`` views; each batch is
+written in one transaction (a table written before the series key existed is migrated
+in that same transaction)."""
 
 from __future__ import annotations
 
@@ -13,22 +15,43 @@ import duckdb
 import pandas as pd
 
 from cbi_toolkit.errors import SinkError
-from cbi_toolkit.sinks.base import PREDICTION_KEY, PREDICTION_SCHEMA, check_batch
+from cbi_toolkit.sinks.base import (
+    KINDS,
+    LEGACY_COLUMNS,
+    PREDICTION_KEY,
+    PREDICTION_SCHEMA,
+    Table,
+    actuals_table,
+    check_batch,
+    check_rows,
+    runs_table,
+)
+from cbi_toolkit.sinks.scorecard import latest_select, scorecard_select
 
 #: a lock held by another writer is retried this long before the write fails
 LOCK_RETRY_S = float(os.environ.get("CBI_DUCKDB_LOCK_RETRY_S", "3"))
 PROBE_BYTES = 1 << 20
 
 DUCKDB_TYPES = {"DATE": "DATE", "STRING": "VARCHAR", "FLOAT64": "DOUBLE",
-                "TIMESTAMP": "TIMESTAMP WITH TIME ZONE"}
+                "TIMESTAMP": "TIMESTAMP WITH TIME ZONE", "INT64": "BIGINT", "BOOL": "BOOLEAN"}
+SCORECARD = "scorecard"
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
 
 
 class DuckDBSink:
-    """Upserts forecasts into ``table`` keyed on (origin_date, horizon, model_version)."""
+    """Upserts forecasts into ``table`` keyed on PREDICTION_KEY (and actuals and runs
+    into their tables)."""
 
     def __init__(self, path: str | Path, table: str = "predictions",
                  view: str = "latest_predictions"):
         self.path, self.table, self.view = Path(path), table, view
+
+    @property
+    def predictions(self) -> Table:
+        return Table(self.table, PREDICTION_SCHEMA, PREDICTION_KEY)
 
     def check_writable(self) -> None:
         """Before training: the file (or the folder it will be made in) can be written.
@@ -78,11 +101,22 @@ class DuckDBSink:
                 raise SinkError(f"duckdb sink {self.path}: cannot open ({first}); {hint}") \
                     from None
 
+    # writing
     def write(self, forecasts: pd.DataFrame) -> int:
-        batch = check_batch(forecasts)
+        return self._upsert(self.predictions, check_batch(forecasts))
+
+    def write_actuals(self, actuals: pd.DataFrame) -> int:
+        table = actuals_table()
+        return self._upsert(table, check_rows(actuals, table.schema, table.key, "actuals batch"))
+
+    def write_runs(self, runs: pd.DataFrame) -> int:
+        table = runs_table()
+        return self._upsert(table, check_rows(runs, table.schema, table.key, "runs batch"))
+
+    def _upsert(self, table: Table, batch: pd.DataFrame) -> int:
         created = not self.path.exists()
         try:
-            return self._write(batch)
+            return self._upsert_once(table, batch)
         except SinkError:
             if created:  # a database file this write began (e.g. on a full disk) is not kept
                 for leftover in (self.path, self.path.with_name(self.path.name + ".wal")):
@@ -90,21 +124,17 @@ class DuckDBSink:
                         leftover.unlink()
             raise
 
-    def _write(self, batch: pd.DataFrame) -> int:
+    def _upsert_once(self, table: Table, batch: pd.DataFrame) -> int:
         con = self._connect()
         try:
             con.execute("BEGIN TRANSACTION")
-            self._ensure_table(con)
+            self._ensure(con)
             con.register("batch", batch)
-            cols = ", ".join(PREDICTION_SCHEMA)
-            updates = ", ".join(f"{c} = excluded.{c}" for c in PREDICTION_SCHEMA
-                                if c not in PREDICTION_KEY)
-            con.execute(f'INSERT INTO "{self.table}" ({cols}) SELECT {cols} FROM batch '
-                        f"ON CONFLICT ({', '.join(PREDICTION_KEY)}) DO UPDATE SET {updates}")
-            con.execute(
-                f'CREATE OR REPLACE VIEW "{self.view}" AS SELECT * FROM "{self.table}" '
-                "QUALIFY row_number() OVER (PARTITION BY horizon "
-                "ORDER BY origin_date DESC, created_at DESC) = 1")
+            cols = ", ".join(table.schema)
+            updates = ", ".join(f"{c} = excluded.{c}" for c in table.schema if c not in table.key)
+            conflict = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
+            con.execute(f"INSERT INTO {_q(table.name)} ({cols}) SELECT {cols} FROM batch "
+                        f"ON CONFLICT ({', '.join(table.key)}) {conflict}")
             con.execute("COMMIT")
         except duckdb.Error as exc:
             with contextlib.suppress(duckdb.Error):  # on a full disk the rollback fails too
@@ -116,26 +146,84 @@ class DuckDBSink:
                 con.close()
         return len(batch)
 
-    def _ensure_table(self, con: duckdb.DuckDBPyConnection) -> None:
-        existing = con.execute(
+    # schema
+    def _ensure(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Create or migrate the tables, then (re)create the views; inside the caller's
+        transaction."""
+        for table in (self.predictions, actuals_table(), runs_table()):
+            self._ensure_table(con, table)
+        con.execute(f"CREATE OR REPLACE VIEW {_q(self.view)} AS "
+                    + latest_select(_q(self.table), PREDICTION_SCHEMA))
+        con.execute(f"CREATE OR REPLACE VIEW {_q(SCORECARD)} AS "
+                    + scorecard_select(_q(self.table), _q(actuals_table().name)))
+
+    @staticmethod
+    def _create(con: duckdb.DuckDBPyConnection, table: Table, name: str | None = None) -> None:
+        cols = ", ".join(f"{c} {DUCKDB_TYPES[t]} NOT NULL" if c in table.key
+                         else f"{c} {DUCKDB_TYPES[t]}" for c, t in table.schema.items())
+        con.execute(f"CREATE TABLE {_q(name or table.name)} ({cols}, "
+                    f"PRIMARY KEY ({', '.join(table.key)}))")
+
+    def _ensure_table(self, con: duckdb.DuckDBPyConnection, table: Table) -> None:
+        existing = [(c, t.upper()) for c, t in con.execute(
             "SELECT column_name, data_type FROM information_schema.columns "
-            "WHERE table_name = ? ORDER BY ordinal_position", [self.table]).fetchall()
+            "WHERE table_name = ? ORDER BY ordinal_position", [table.name]).fetchall()]
         if not existing:
-            cols = ", ".join(f"{c} {DUCKDB_TYPES[t]} NOT NULL" if c in PREDICTION_KEY
-                             else f"{c} {DUCKDB_TYPES[t]}" for c, t in PREDICTION_SCHEMA.items())
-            con.execute(f'CREATE TABLE "{self.table}" ({cols}, '
-                        f"PRIMARY KEY ({', '.join(PREDICTION_KEY)}))")
+            self._create(con, table)
             return
-        want = [(c, DUCKDB_TYPES[t]) for c, t in PREDICTION_SCHEMA.items()]
-        if [(c, t.upper()) for c, t in existing] != want:
-            raise SinkError(f"duckdb sink {self.path}: table {self.table!r} exists with another "
-                            f"schema {existing}; expected {want}; point the sink at a new table")
+        want = [(c, DUCKDB_TYPES[t]) for c, t in table.schema.items()]
+        if existing == want:
+            return
+        legacy = [(c, t) for c, t in want if c not in LEGACY_COLUMNS]
+        if table.name == self.table and existing == legacy:
+            self._migrate_legacy(con)
+            return
+        raise SinkError(f"duckdb sink {self.path}: table {table.name!r} exists with another "
+                        f"schema {existing}; expected {want}; point the sink at a new table")
 
+    def _migrate_legacy(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Rebuild a predictions table from before the series key with the new key,
+        labelling its rows LEGACY_COLUMNS; every row is kept (checked)."""
+        old = f"{self.table}__before_series"
+        (before,) = con.execute(f"SELECT count(*) FROM {_q(self.table)}").fetchone()
+        for view in (self.view, SCORECARD):
+            con.execute(f"DROP VIEW IF EXISTS {_q(view)}")
+        con.execute(f"ALTER TABLE {_q(self.table)} RENAME TO {_q(old)}")
+        self._create(con, self.predictions)
+        cols = ", ".join(PREDICTION_SCHEMA)
+        values = ", ".join(f"'{LEGACY_COLUMNS[c]}'" if c in LEGACY_COLUMNS else c
+                           for c in PREDICTION_SCHEMA)
+        con.execute(f"INSERT INTO {_q(self.table)} ({cols}) SELECT {values} FROM {_q(old)}")
+        (after,) = con.execute(f"SELECT count(*) FROM {_q(self.table)}").fetchone()
+        if after != before:
+            raise duckdb.Error(f"migration copied {after} of {before} rows")
+        con.execute(f"DROP TABLE {_q(old)}")
+
+    # reading
     def read_latest(self) -> pd.DataFrame:
-        return self._read(f'SELECT * FROM "{self.view}" ORDER BY horizon')
+        return self._read(f"SELECT * FROM {_q(self.view)} ORDER BY series, horizon")
 
-    def read_all(self) -> pd.DataFrame:
-        return self._read(f'SELECT * FROM "{self.table}" ORDER BY origin_date, horizon')
+    def read_all(self, kind: str | None = "forecast") -> pd.DataFrame:
+        """The prediction rows of ``kind`` (live forecasts by default; None: every row,
+        backtests included)."""
+        where = f"WHERE kind = '{kind}' " if kind in KINDS else ""
+        return self._read(f"SELECT * FROM {_q(self.table)} {where}"
+                          "ORDER BY series, kind, origin_date, horizon")
+
+    def read(self, name: str) -> pd.DataFrame:
+        """A table or view by role (``sinks.base.READABLE``); empty when it is not there."""
+        actual = {"predictions": self.table, "latest_predictions": self.view}.get(name, name)
+        if not self.path.exists():
+            return pd.DataFrame()
+        con = self._connect(read_only=True)
+        try:
+            found = con.execute("SELECT count(*) FROM information_schema.tables "
+                                "WHERE table_name = ?", [actual]).fetchone()[0]
+            return con.execute(f"SELECT * FROM {_q(actual)}").df() if found else pd.DataFrame()
+        except duckdb.Error as exc:
+            raise SinkError(f"duckdb sink {self.path}: {str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
 
     def _read(self, sql: str) -> pd.DataFrame:
         if not self.path.exists():
