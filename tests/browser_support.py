@@ -27,7 +27,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 #: minute. No gate, so the run always writes its rows (the gate has its own tests).
 QUICK = ["window=20", "model.hidden_dim=8", "model.num_heads=2", "model.num_layers=1",
          "training.max_epochs=1", "training.batch_size=128", "validation.n_splits=2",
-         "gate.max_mase=null", "gate.coverage_80=null", "gate.coverage_95=null"]
+         "validation.test_start=2023-01-03", "validation.test_size=126",
+         "gate.max_mase=null", "gate.worse_p=null", "gate.coverage_80=null", "gate.coverage_95=null"]
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ SMALL_SPEC = {
     "model": {"hidden_dim": 8, "num_heads": 2, "num_layers": 1},
     "training": {"max_epochs": 2, "batch_size": 128, "device": "cpu", "patience": 5},
     "validation": {"n_splits": 2},
-    "gate": {"max_mase": None, "coverage_80": None, "coverage_95": None},
+    "gate": {"max_mase": None, "worse_p": None, "coverage_80": None, "coverage_95": None},
 }
 
 

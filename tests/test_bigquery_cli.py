@@ -15,7 +15,8 @@ from tests.conftest import BQ_PROJECT
 
 TINY = ["window=10", "model.hidden_dim=4", "model.num_heads=1", "model.num_layers=1",
         "training.max_epochs=1", "training.batch_size=512", "validation.n_splits=2",
-        "gate.max_mase=null", "gate.coverage_80=null", "gate.coverage_95=null"]
+        "validation.test_start=2023-01-03", "validation.test_size=126",
+        "gate.max_mase=null", "gate.worse_p=null", "gate.coverage_80=null", "gate.coverage_95=null"]
 
 
 def cli(*args: str) -> int:

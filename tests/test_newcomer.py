@@ -21,7 +21,8 @@ from cbi_toolkit.trading_calendar import is_session, target_date
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["window=20", "model.hidden_dim=8", "model.num_heads=2", "model.num_layers=1",
         "training.max_epochs=2", "training.batch_size=128", "validation.n_splits=2",
-        "gate.max_mase=null", "gate.coverage_80=null", "gate.coverage_95=null"]
+        "validation.test_start=2023-01-03", "validation.test_size=126",
+        "gate.max_mase=null", "gate.worse_p=null", "gate.coverage_80=null", "gate.coverage_95=null"]
 ESC = "\x1b"
 
 
