@@ -96,7 +96,7 @@ def test_scaled_module_is_the_pipeline(pipe, samples):
 
 def _fold_spec(spec, **validation):
     return spec.model_copy(update={"validation": spec.validation.model_copy(update={
-        "n_splits": 3, "test_size": 40, **validation})})
+        "n_splits": 3, "test_size": 40, "test_start": None, "stride": 1, **validation})})
 
 
 def test_warm_start_from_copies_weights(pipe, samples):

@@ -101,7 +101,7 @@ def tidy(frame: pd.DataFrame, date_column: str, columns: dict[str, str], label: 
     if dates.dt.tz is not None:
         dates = dates.dt.tz_localize(None)
     dates = dates.dt.normalize()
-    out = pd.DataFrame(index=pd.DatetimeIndex(dates, name="date"))
+    out = pd.DataFrame(index=pd.DatetimeIndex(dates, name="date").as_unit("ns"))
     for raw, name in columns.items():
         raw_cells = frame[raw]
         values = pd.to_numeric(raw_cells, errors="coerce").to_numpy(dtype=float)

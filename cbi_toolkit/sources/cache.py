@@ -89,6 +89,7 @@ class Cache:
         if not isinstance(frame.index, pd.DatetimeIndex) or frame.empty:
             log.warning("cache %s: not a dated series; refetching", data)
             return None
+        frame.index = frame.index.as_unit("ns")  # parquet may keep [us]; frames elsewhere are [ns]
         return Entry(frame, meta)
 
     def write(self, source: str, key: str, frame: pd.DataFrame, meta: dict[str, Any]) -> Entry:

@@ -132,7 +132,6 @@ class LiveSource(SourceBase):
         frames = {key: self.obtain(key, ctx, policy)[0] for key in self.cache_keys()}
         frame = self.combine(frames)
         out = tidy(frame.reset_index(), "date", self.columns, self.live_label)
-        out.index = out.index.as_unit("us")  # as the file source gives it
         return out
 
     def obtain(self, key: str, ctx: SourceContext,
@@ -171,7 +170,7 @@ class LiveSource(SourceBase):
     def _clip(self, frame: pd.DataFrame, key: str) -> pd.DataFrame:
         frame = frame[frame.index >= pd.Timestamp(self.start)]
         frame = frame.astype(float)
-        frame.index = pd.DatetimeIndex(frame.index, name="date").as_unit("us")
+        frame.index = pd.DatetimeIndex(frame.index, name="date").as_unit("ns")
         check_series(frame, f"{self.live_label} [{key}]")
         return frame
 
