@@ -400,7 +400,7 @@ def _scales_from_meta(meta: dict) -> dict[str, dict[float, float]]:
 def load_run(run_dir: str, data_dir: str | None) -> tuple[Spec, Samples, object, dict, Path]:
     path, spec, _ = _run_folder(run_dir)
     pipe, meta = load_pipeline(path / "model")
-    if meta.get("model_version") != model_version(spec):
+    if "model_version" in meta and meta["model_version"] != model_version(spec):
         raise ArtifactError(f"{path / 'model'}: saved by model version "
                             f"{str(meta.get('model_version'))[:80]!r}, but this run's spec.yaml "
                             f"gives {model_version(spec)!r}: the model comes from another run; "
