@@ -303,6 +303,9 @@ def sink_only(args: argparse.Namespace) -> int:
     if not csv.is_file():
         raise ArtifactError(f"{path}: no forecasts.csv; the run did not finish; continue it "
                             f"with `cbi-run --resume {path}`")
+    from cbi_toolkit.checkpoint import verify_files
+
+    verify_files(path, ["forecasts.csv", "metrics.json"])
     try:
         gate = json.loads((path / "metrics.json").read_text())["gate"]
     except (OSError, ValueError, KeyError):
@@ -352,6 +355,9 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     scales = conformal_scales(preds, MODEL)
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, scales, version, run_id)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
+    from cbi_toolkit.checkpoint import record_files
+
+    record_files(run_dir, ["forecasts.csv", "metrics.json"])  # --sink-only writes only these
     save_pipeline(pipe, run_dir / "model", meta={
         "spec": spec.name, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
