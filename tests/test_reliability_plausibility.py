@@ -52,6 +52,15 @@ def test_every_shipped_spec_loads_the_same_frame_with_the_rules_on(name, specs_d
     assert "wti" in checked and checked.loc["2020-04-20", "wti"] == -36.98
 
 
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_spec_passes_the_data_stage(name, specs_dir, data_dir, capsys):
+    code = main([str(specs_dir / f"{name}.yaml"), "--stage", "data", "--data-dir",
+                 str(data_dir)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "aligned frame: 4880 trading days, 2004-08-20 .. 2023-12-29" in out.out
+
+
 def test_real_extremes_are_inside_the_defaults(data_dir):
     """The moves PROVENANCE.md names are real and pass: ZL -10% (2023-06-21), ZS's
     roll jumps on 17 June (2009, 2013, 2014, 2021), WTI's -36.98."""
