@@ -154,6 +154,40 @@ def _read_checked(path: Path, what: str) -> dict[str, Any]:
     return doc
 
 
+RUN_FILES = "run-files.json"
+
+
+def record_files(run_dir: Path, names: list[str]) -> None:
+    """Record the sha256 of finished run files (``forecasts.csv``, ``metrics.json``) and
+    the run's key, so ``--sink-only`` writes exactly what the run produced."""
+    doc = {"files": {name: sha256_of(run_dir / name) for name in names},
+           "run_key": run_key(run_dir / CHECKPOINTS)}
+    atomic_write_text(run_dir / RUN_FILES, json.dumps({**doc, "checksum": _sha256(
+        _canonical(doc))}))
+
+
+def verify_files(run_dir: Path, names: list[str]) -> None:
+    """Refuse a run file changed since the run wrote it (runs from before
+    ``run-files.json`` existed are not checked)."""
+    path = run_dir / RUN_FILES
+    if not path.exists():
+        return
+    files = _read_checked(path, "run file record").get("files", {})
+    for name in names:
+        if name in files and (not (run_dir / name).is_file()
+                              or sha256_of(run_dir / name) != files[name]):
+            raise ArtifactError(f"{run_dir / name}: changed since the run wrote it (its sha256 "
+                                f"differs from {path}); restore it, or run the spec again")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 # ---------------------------------------------------------------------------
 # per fold
 

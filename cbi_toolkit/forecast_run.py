@@ -322,6 +322,9 @@ def sink_only(args: argparse.Namespace) -> int:
     if not csv.is_file():
         raise ArtifactError(f"{path}: no forecasts.csv; the run did not finish; continue it "
                             f"with `cbi-run --resume {path}`")
+    from cbi_toolkit.checkpoint import verify_files
+
+    verify_files(path, ["forecasts.csv", "metrics.json"])
     try:
         gate = json.loads((path / "metrics.json").read_text())["gate"]
     except (OSError, ValueError, KeyError):
@@ -382,6 +385,9 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     record = _track_record(spec, args, preds, summary, failures, version, run_id,
                            forecasts["created_at"].iloc[0], cals)
     track_record.save(run_dir, record)
+    from cbi_toolkit.checkpoint import record_files
+
+    record_files(run_dir, ["forecasts.csv", "metrics.json"])  # --sink-only writes only these
     save_pipeline(pipe, run_dir / "model", meta={
         "spec": spec.name, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
@@ -483,7 +489,7 @@ def load_run(run_dir: str, data_dir: str | None, allow_ended: bool = False
              ) -> tuple[Spec, Samples, object, dict, Path]:
     path, spec, _ = _run_folder(run_dir)
     pipe, meta = load_pipeline(path / "model")
-    if meta.get("model_version") != model_version(spec):
+    if "model_version" in meta and meta["model_version"] != model_version(spec):
         raise ArtifactError(f"{path / 'model'}: saved by model version "
                             f"{str(meta.get('model_version'))[:80]!r}, but this run's spec.yaml "
                             f"gives {model_version(spec)!r}: the model comes from another run; "

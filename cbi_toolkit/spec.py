@@ -155,8 +155,12 @@ def check_output_path(value: str, key: str) -> str:
         raise ValueError(f"{key} {value!r} would write outside the working directory; use a "
                          f"relative path without '..', or choose the place on the command line "
                          f"({_CLI_FLAG.get(key, '--' + key)})")
-    base = Path.cwd().resolve()
-    if not (base / value).resolve().is_relative_to(base):  # a symlink on the way leads out
+    try:
+        base = Path.cwd().resolve()
+        leads_out = not (base / value).resolve().is_relative_to(base)
+    except (OSError, RuntimeError):  # no working directory, or a symlink loop: judged on use
+        leads_out = False
+    if leads_out:  # a symlink on the way leads out
         raise ValueError(f"{key} {value!r} leads outside the working directory through a "
                          f"symbolic link; remove the link, or choose the place on the command "
                          f"line ({_CLI_FLAG.get(key, '--' + key)})")

@@ -207,7 +207,8 @@ def test_driver_ending_before_target_exits_2(tmp_path, small_data, data_dir, cap
 
 
 def test_missing_driver_file_exits_2(tmp_path, small_data, capsys):
-    data = [SMALL_SPEC["data"][0], {**SMALL_SPEC["data"][1], "file": {"path": DGS10 + ".gone"}}]
+    gone = DGS10.replace(".csv", "_gone.csv")
+    data = [SMALL_SPEC["data"][0], {**SMALL_SPEC["data"][1], "file": {"path": gone}}]
     spec = write_spec(tmp_path / "spec.yaml", data=data)
     assert_refused(capsys, tmp_path, run_cli(cli_args(spec, small_data, tmp_path)),
                    "file not found")

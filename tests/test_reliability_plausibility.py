@@ -27,7 +27,7 @@ ZL = "zl/zl_tradingview_ZL1_daily.csv"
 ZS = "drivers/zs_tradingview_ZS1_daily.csv"
 DGS10 = "drivers/fred_DGS10.csv"
 WEATHER = "weather/ghcnd_USW00014940_mason_city_ia_daily_2004_2023.csv"
-OFF = {"max_move": math.inf, "max_jump": math.inf, "range": None, "sentinels": []}
+OFF = {"max_move": False, "max_jump": False, "range": False, "sentinels": []}
 SHIPPED = ["zl_base", "zl_1w", "zl_1m", "zl_1m_quick", "zl_3m", "zl_6m", "zl_12m", "zl_all",
            "zl_all_quick"]
 
@@ -50,6 +50,15 @@ def test_every_shipped_spec_loads_the_same_frame_with_the_rules_on(name, specs_d
     pd.testing.assert_frame_equal(checked, unchecked)
     assert len(checked) == 4880 and checked.index[-1] == pd.Timestamp("2023-12-29")
     assert "wti" in checked and checked.loc["2020-04-20", "wti"] == -36.98
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_spec_passes_the_data_stage(name, specs_dir, data_dir, capsys):
+    code = main([str(specs_dir / f"{name}.yaml"), "--stage", "data", "--data-dir",
+                 str(data_dir)])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "aligned frame: 4880 trading days, 2004-08-20 .. 2023-12-29" in out.out
 
 
 def test_real_extremes_are_inside_the_defaults(data_dir):
@@ -177,7 +186,7 @@ def test_a_rule_can_be_raised_for_a_real_move(tmp_path, data_dir):
 
 
 @pytest.mark.parametrize("bad", [{"max_move": 0}, {"max_jump": -1}, {"range": [5, 1]},
-                                 {"unknown": 1}])
+                                 {"max_move": True}, {"unknown": 1}])
 def test_bad_checks_are_spec_errors(bad):
     from cbi_toolkit.errors import SpecError
 
@@ -186,6 +195,22 @@ def test_bad_checks_are_spec_errors(bad):
          "checks": bad}]}
     with pytest.raises(SpecError, match=r"data\.0\.checks"):
         validate_spec(doc)
+
+
+@pytest.mark.parametrize("checks", [{}, {"max_move": 0.6}, {"max_move": False, "range": False},
+                                    {"sentinels": []}, {"max_jump": 3, "range": [1, 100]}])
+def test_rules_survive_the_run_folders_spec_yaml(checks, tmp_path):
+    """A run's spec.yaml (resumes, --sink-only) keeps each rule as stated: a rule
+    turned off stays off, a default stays the default."""
+    from cbi_toolkit.spec import load_spec
+
+    doc = {"name": "t", "target": "zl", "data": [
+        {"kind": "file", "path": ZL, "columns": {"close": "zl"}, "role": "price",
+         "checks": checks}]}
+    spec = validate_spec(doc)
+    (tmp_path / "spec.yaml").write_text(spec.to_yaml())
+    again = load_spec(tmp_path / "spec.yaml")
+    assert again.data[0].checks.resolved("price") == spec.data[0].checks.resolved("price")
 
 
 # -- properties over the real series (hypothesis) ---------------------------------------
@@ -208,7 +233,7 @@ PROPS = settings(max_examples=60, deadline=None,
 def test_a_change_of_units_of_the_whole_series_passes(real, k):
     """The rules are scale-free: cents or dollars, the same real series passes."""
     check_series(real["zl"] * k, Checks(), "price", ZL, "data[0]")
-    check_series(real["dgs10"] * k, Checks(range=None), "rate", DGS10, "data[1]")
+    check_series(real["dgs10"] * k, Checks(range=False), "rate", DGS10, "data[1]")
 
 
 @PROPS

@@ -140,6 +140,32 @@ def test_edited_spec_yaml_is_refused(finished, tmp_path, capsys):
     refused(capsys, code, str(spec), "changed since the run started")
 
 
+@pytest.mark.parametrize("name", ["forecasts.csv", "metrics.json"])
+def test_sink_only_refuses_an_edited_run_file(name, finished, tmp_path, capsys):
+    """An edited forecasts.csv would go to the warehouse as the run's forecast; an
+    edited metrics.json could turn a failed gate into a pass."""
+    _, runs = finished
+    run_dir = copy_run(runs["a"], tmp_path)
+    file = run_dir / name
+    if name == "forecasts.csv":
+        rows = pd.read_csv(file)
+        rows["predicted_price"] *= 1.01
+        rows.to_csv(file, index=False)
+    else:
+        file.write_text(file.read_text().replace('"passed": true', '"passed": true '))
+    db = tmp_path / "f.duckdb"
+    code = run_cli(["--sink-only", str(run_dir), "--sink", f"duckdb://{db}"])
+    refused(capsys, code, str(file), "changed since the run wrote it")
+    assert not db.exists()
+
+
+def test_sink_only_of_an_unchanged_run_writes(finished, tmp_path, capsys):
+    _, runs = finished
+    run_dir = copy_run(runs["a"], tmp_path)
+    assert run_cli(["--sink-only", str(run_dir), "--sink", f"duckdb://{tmp_path / 'f.duckdb'}"]) \
+        == 0, capsys.readouterr().err
+
+
 def test_cut_manifest_json_is_refused(finished, tmp_path, capsys):
     data, runs = finished
     run_dir = copy_run(runs["a"], tmp_path)

@@ -16,13 +16,13 @@ the real snapshot (docs/reliability.md has the measured maxima):
 - ``sentinels``: provider missing-value codes (GHCN's -9999, its tenths -999.9,
   99999 fillers) that must be blank instead, never a number.
 
-A value of ``.inf`` (``max_move``, ``max_jump``), ``null`` (``range``) or ``[]``
-(``sentinels``) turns a rule off for that source.
+``false`` (YAML ``off``) turns ``max_move``, ``max_jump`` or ``range`` off for that
+source, ``sentinels: []`` the sentinel rule; a rule left out or null takes the default.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -32,47 +32,62 @@ from cbi_toolkit.errors import DataError
 
 _COMMON_SENTINELS = (-99999.0, -9999.0, -999.9, 9999.0, 99999.0)
 
-#: role -> rules used where the spec's ``checks:`` leaves a rule out
+#: role -> rules used where the spec leaves a rule out (None: the rule is off)
 ROLE_DEFAULTS: dict[str, dict] = {
-    "price": {"max_move": 0.4, "max_jump": math.inf, "range": None,
+    "price": {"max_move": 0.4, "max_jump": None, "range": None,
               "sentinels": _COMMON_SENTINELS},
-    "rate": {"max_move": math.inf, "max_jump": 10.0, "range": (-20.0, 100.0),
+    "rate": {"max_move": None, "max_jump": 10.0, "range": (-20.0, 100.0),
              "sentinels": _COMMON_SENTINELS},
-    "level": {"max_move": math.inf, "max_jump": 10.0, "range": None,
+    "level": {"max_move": None, "max_jump": 10.0, "range": None,
               "sentinels": _COMMON_SENTINELS},
-    "positioning": {"max_move": math.inf, "max_jump": 10.0, "range": None,
+    "positioning": {"max_move": None, "max_jump": 10.0, "range": None,
                     "sentinels": (-99999.0, -9999.0, -999.9)},
-    "weather": {"max_move": math.inf, "max_jump": math.inf, "range": (-90.0, 1000.0),
+    "weather": {"max_move": None, "max_jump": None, "range": (-90.0, 1000.0),
                 "sentinels": _COMMON_SENTINELS},
 }
 
 
 class Checks(BaseModel):
-    """``checks: {max_move: 0.4, max_jump: 10, range: [lo, hi], sentinels: [-9999]}``."""
+    """``checks: {max_move: 0.4, max_jump: 10, range: [lo, hi], sentinels: [-9999]}``.
+
+    A rule left out (or null) takes the role's default; ``false`` (YAML ``off``)
+    turns it off, as does ``sentinels: []``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    max_move: float | None = Field(
-        None, gt=0, description="prices: largest |log change| between consecutive values")
-    max_jump: float | None = Field(
-        None, gt=0, description="largest one-step change, in interquartile ranges of the series")
-    range: tuple[float, float] | None = Field(None, description="[low, high] plausible values")
+    max_move: float | Literal[False] | None = Field(
+        None, description="prices: largest |log change| between consecutive values")
+    max_jump: float | Literal[False] | None = Field(
+        None, description="largest one-step change, in interquartile ranges of the series")
+    range: tuple[float, float] | Literal[False] | None = Field(
+        None, description="[low, high] plausible values")
     sentinels: list[float] | None = Field(
         None, max_length=64, description="provider missing-value codes, refused as values")
 
+    @field_validator("max_move", "max_jump", mode="before")
+    @classmethod
+    def _positive_or_off(cls, value):
+        if value is None or value is False:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+            raise ValueError("a positive number, or false (off) to turn the rule off")
+        return float(value)
+
     @field_validator("range")
     @classmethod
-    def _ordered(cls, value: tuple[float, float] | None) -> tuple[float, float] | None:
-        if value is not None and not value[0] < value[1]:
+    def _ordered(cls, value):
+        if value not in (None, False) and not value[0] < value[1]:
             raise ValueError("range is [low, high] with low < high")
         return value
 
     def resolved(self, role: str) -> dict:
-        """This source's rules, role defaults filled in."""
+        """This source's rules, role defaults filled in; a rule that is off is None."""
         out = dict(ROLE_DEFAULTS.get(role, ROLE_DEFAULTS["level"]))
         for key in out:
             value = getattr(self, key)
-            if value is not None or key in self.model_fields_set:
+            if value is False:
+                out[key] = None
+            elif value is not None:
                 out[key] = value
         return out
 
@@ -115,7 +130,7 @@ def check_series(series: pd.Series, checks: Checks, role: str, label: str, where
     if len(values) < 2:
         return
     max_move = rules["max_move"]
-    if max_move is not None and math.isfinite(max_move) and (values > 0).all():
+    if max_move is not None and (values > 0).all():
         moves = np.abs(np.diff(np.log(values)))
         big = moves > max_move
         if big.any():
@@ -127,7 +142,7 @@ def check_series(series: pd.Series, checks: Checks, role: str, label: str, where
                 "moves so far in one day: a unit error, a cut line or a bad tick? fix the file, "
                 f"or raise {fix_key}.max_move if the move is real")
     max_jump = rules["max_jump"]
-    if max_jump is not None and math.isfinite(max_jump):
+    if max_jump is not None:
         q1, q3 = np.quantile(values, [0.25, 0.75])
         scale = (q3 - q1) or (values.max() - values.min())
         if scale > 0:
