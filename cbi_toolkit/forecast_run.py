@@ -296,8 +296,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, scales, version, run_id,
                                 spec.target)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
-    record = _track_record(spec, args, preds, summary, failures, version, run_id,
-                           forecasts["created_at"].iloc[0])
+    record = track_record.build(spec, args.data_dir, preds, MODEL, summary, failures, version,
+                                run_id, forecasts["created_at"].iloc[0])
     track_record.save(run_dir, record)
     save_pipeline(pipe, run_dir / "model", meta={
         "spec": spec.name, "model_version": version, "run_id": run_id,
@@ -324,21 +324,6 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     write_sink(spec, args.sink, forecasts, run_dir, sink, extra=record)
     print(f"artifacts: {run_dir} (report.md, metrics.json/csv, forecasts.csv, model/, plots)")
     return 0
-
-
-def _track_record(spec: Spec, args: argparse.Namespace, preds: list[FoldPrediction],
-                  summary: pd.DataFrame, failures: list[str], version: str, run_id: str,
-                  created_at: pd.Timestamp) -> dict[str, pd.DataFrame]:
-    closes = track_record.target_closes(spec, args.data_dir)
-    return {
-        "backtest": track_record.backtest_rows(preds, MODEL, closes.index,
-                                               spec.forecast.intervals, spec.target, version,
-                                               run_id, created_at),
-        "actuals": track_record.actual_rows(closes, spec.target),
-        "runs": track_record.run_rows(summary, MODEL, failures, series=spec.target,
-                                      spec_name=spec.name, model_version=version, run_id=run_id,
-                                      intervals=spec.forecast.intervals, created_at=created_at),
-    }
 
 
 def forecast_latest(pipe, samples: Samples, intervals: str, scales, version: str,
