@@ -213,7 +213,9 @@ def test_empty_warehouse_page_in_a_real_browser(browser, tmp_path):
     with dashboard(f"duckdb://{tmp_path / 'none.duckdb'}", tmp_path / "dashboard.log") as url:
         browser.get(url)
         _wait_for(browser, "cbi-run specs/zl_1m_quick.yaml")
+        browser.save_screenshot(str(tmp_path / "empty.png"))
         errors = _console_errors(browser)
+    print(f"screenshot: {tmp_path / 'empty.png'}")
     assert errors == []
 
 
