@@ -282,8 +282,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         "summary": summary.to_dict(orient="records"), "folds": folds.to_dict(orient="records"),
         "gate": {"passed": not failures, "failures": failures},
     }, indent=2, default=str))
-    pd.DataFrame([{"model": p.model, "fold": p.fold, "horizon": p.horizon, "origin_date": d,
-                   "price": pr, "y": y, "mu": m, "sigma": s}
+    pd.DataFrame([{"series": spec.target, "model": p.model, "fold": p.fold, "horizon": p.horizon,
+                   "origin_date": d, "price": pr, "y": y, "mu": m, "sigma": s}
                   for p in preds for d, pr, y, m, s in zip(p.dates, p.price, p.y, p.mu, p.sigma,
                                                             strict=True)]
                  ).to_csv(run_dir / "oos_predictions.csv", index=False)
@@ -300,7 +300,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
                                 run_id, forecasts["created_at"].iloc[0])
     track_record.save(run_dir, record)
     save_pipeline(pipe, run_dir / "model", meta={
-        "spec": spec.name, "model_version": version, "run_id": run_id,
+        "spec": spec.name, "series": spec.target, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
         "window": spec.window, "intervals": spec.forecast.intervals,
         "conformal_scales": {h: {str(k): v for k, v in s.items()} for h, s in scales.items()},
