@@ -368,8 +368,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         "diebold_mariano": versus.to_dict(orient="records"), "combination": weights,
         "gate": {"passed": not failures, "failures": failures},
     }, indent=2, default=str))
-    pd.DataFrame([{"model": p.model, "fold": p.fold, "role": p.role, "horizon": p.horizon,
-                   "origin_date": d, "price": pr, "y": y, "mu": m, "sigma": s}
+    pd.DataFrame([{"series": spec.target, "model": p.model, "fold": p.fold, "role": p.role,
+                   "horizon": p.horizon, "origin_date": d, "price": pr, "y": y, "mu": m, "sigma": s}
                   for p in preds for d, pr, y, m, s in zip(p.dates, p.price, p.y, p.mu, p.sigma,
                                                             strict=True)]
                  ).to_csv(run_dir / "oos_predictions.csv", index=False)
@@ -382,14 +382,14 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id,
                                 spec.target)
     forecasts.to_csv(run_dir / "forecasts.csv", index=False)
-    record = _track_record(spec, args, preds, summary, failures, version, run_id,
-                           forecasts["created_at"].iloc[0], cals)
+    record = track_record.build(spec, args.data_dir, preds, MODEL, summary, failures, version,
+                                run_id, forecasts["created_at"].iloc[0], cals)
     track_record.save(run_dir, record)
     from cbi_toolkit.checkpoint import record_files
 
     record_files(run_dir, ["forecasts.csv", "metrics.json"])  # --sink-only writes only these
     save_pipeline(pipe, run_dir / "model", meta={
-        "spec": spec.name, "model_version": version, "run_id": run_id,
+        "spec": spec.name, "series": spec.target, "model_version": version, "run_id": run_id,
         "feature_names": samples.feature_names, "horizons": samples.horizons,
         "window": spec.window, "intervals": spec.forecast.intervals,
         **shipping.to_meta(),
@@ -447,21 +447,6 @@ def combination_line(weights: list[dict], combined: bool) -> str:
     sig = sorted({c["sigma"] for c in weights})
     return (f"model = w*net + (1-w)*random walk, w per fold from earlier folds: mean {np.mean(w):.2f}"
             f" (min {min(w):.2f}, max {max(w):.2f}); sigma from {', '.join(sig)}, calibrated")
-
-
-def _track_record(spec: Spec, args: argparse.Namespace, preds: list[FoldPrediction],
-                  summary: pd.DataFrame, failures: list[str], version: str, run_id: str,
-                  created_at: pd.Timestamp, cals: dict) -> dict[str, pd.DataFrame]:
-    closes = track_record.target_closes(spec, args.data_dir)
-    return {
-        "backtest": track_record.backtest_rows(preds, MODEL, closes.index,
-                                               spec.forecast.intervals, spec.target, version,
-                                               run_id, created_at, cals),
-        "actuals": track_record.actual_rows(closes, spec.target),
-        "runs": track_record.run_rows(summary, MODEL, failures, series=spec.target,
-                                      spec_name=spec.name, model_version=version, run_id=run_id,
-                                      intervals=spec.forecast.intervals, created_at=created_at),
-    }
 
 
 def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedModel,

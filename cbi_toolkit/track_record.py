@@ -25,6 +25,23 @@ FOLDER = "sink"
 TABLES = ("backtest", "actuals", "runs")
 
 
+def build(spec, data_dir: str | None, preds: list[FoldPrediction], model: str,
+          summary: pd.DataFrame, failures: list[str], model_version: str, run_id: str,
+          created_at: pd.Timestamp, cals: dict) -> dict[str, pd.DataFrame]:
+    """The run's rows for the sink beside its forecasts: backtest, actuals, runs; ``cals``:
+    the evaluation's calibration per (model, horizon, fold), so the bands are the scored ones."""
+    closes = target_closes(spec, data_dir)
+    intervals, series = spec.forecast.intervals, spec.target
+    return {
+        "backtest": backtest_rows(preds, model, closes.index, intervals, series, model_version,
+                                  run_id, created_at, cals),
+        "actuals": actual_rows(closes, series),
+        "runs": run_rows(summary, model, failures, series=series, spec_name=spec.name,
+                         model_version=model_version, run_id=run_id, intervals=intervals,
+                         created_at=created_at),
+    }
+
+
 def target_closes(spec, data_dir: str | None) -> pd.Series:
     """The target's closes on its trading days (the calendar the run's targets use)."""
     from cbi_toolkit.data import released

@@ -52,6 +52,8 @@ def _oos(run_dir, horizon="1m") -> pd.DataFrame:
 def test_scorecard_equals_the_walk_forward_numbers(quick_sink):
     run_dir = quick_sink["runs"][-1]
     oos = _oos(run_dir)
+    assert set(oos["series"]) == {"zl"}  # the artifacts carry the series too
+    assert json.loads((run_dir / "model" / "meta.json").read_text())["series"] == "zl"
     sc = DuckDBSink(quick_sink["sink"]).read("scorecard")
     sc = sc[(sc["kind"] == "backtest") & (sc["horizon"] == "1m")]
     assert set(sc["run_id"]) == {run_dir.name}  # the re-run's backtest replaced the first's
@@ -214,7 +216,9 @@ def test_empty_warehouse_page_in_a_real_browser(browser, tmp_path):
     with dashboard(f"duckdb://{tmp_path / 'none.duckdb'}", tmp_path / "dashboard.log") as url:
         browser.get(url)
         _wait_for(browser, "cbi-run specs/zl_1m_quick.yaml")
+        browser.save_screenshot(str(tmp_path / "empty.png"))
         errors = _console_errors(browser)
+    print(f"screenshot: {tmp_path / 'empty.png'}")
     assert errors == []
 
 

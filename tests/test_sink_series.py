@@ -253,3 +253,22 @@ def test_dashboard_reads_bigquery(bq_emulator, quick_sink, monkeypatch):
     forecast_duck, score_duck, _ = tables["duckdb"]
     pd.testing.assert_frame_equal(forecast_bq, forecast_duck)
     pd.testing.assert_frame_equal(score_bq, score_duck)
+
+
+def test_bigquery_half_done_migration_finishes(bq_emulator, closes):
+    """A migration that stopped after adding one column (a crash between the steps)
+    completes on the next write, still without losing or duplicating a row."""
+    config = _bq(bq_emulator)
+    old = legacy_rows(closes)
+    LegacyBigQuerySink(config).write(old)
+    sink = BigQuerySink(config)
+    sink._run(f"ALTER TABLE {sink._path('predictions')} ADD COLUMN series STRING")
+    from google.cloud import bigquery
+
+    table = sink._client().get_table(sink._ref("predictions"))
+    if "series" not in {f.name for f in table.schema}:  # the emulator keeps metadata apart
+        table.schema = [*table.schema, bigquery.SchemaField("series", "STRING")]
+        sink._client().update_table(table, ["schema"])
+    batch = new_rows(closes)
+    assert sink.write(batch) == 8
+    check_migrated(sink.read_all(), old, batch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cbi_toolkit.targets import HORIZONS
+
 KIND_LABEL = {"forecast": "live", "backtest": "backtest (walk-forward, out of sample)"}
 
 
@@ -87,8 +89,9 @@ def runs_table(runs: pd.DataFrame, series: str) -> pd.DataFrame:
     """The runs of ``series``, newest first, with walk-forward skill per horizon."""
     if runs.empty:
         return runs
-    mine = runs[runs["series"] == series].sort_values(["created_at", "horizon"],
-                                                      ascending=[False, True])
+    mine = runs[runs["series"] == series]
+    mine = mine.assign(_h=mine["horizon"].map(lambda h: HORIZONS.get(h, 10**6))) \
+        .sort_values(["created_at", "_h"], ascending=[False, True])
     return pd.DataFrame({
         "created (UTC)": pd.to_datetime(mine["created_at"]).dt.strftime("%Y-%m-%d %H:%M"),
         "spec": mine["spec_name"], "model version": mine["model_version"],

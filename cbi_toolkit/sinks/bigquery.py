@@ -382,7 +382,7 @@ class BigQuerySink:
         if spec.name != c.table:
             self._check_schema(table, spec)
             return False
-        if not set(LEGACY_COLUMNS) & {f.name for f in table.schema}:
+        if not set(LEGACY_COLUMNS) <= {f.name for f in table.schema}:  # (or half-migrated)
             self._check_schema(table, spec, legacy=True)
             table = self._add_series_columns(table)
         self._check_schema(table, spec)
