@@ -206,16 +206,21 @@ def check_driver_end(aligned: pd.Series, raw: pd.Series, source: SourceBase, nam
 MIN_TRAIN_ORIGINS = 20
 
 
-def check_folds(spec: Spec, n_labelled: int) -> None:
-    """Refuse validation settings the labelled history cannot hold (before a run
-    folder exists): the folds are laid out as `evaluation.walk_forward` does,
-    ``n_splits`` test blocks of ``test_size`` after a gap, on an expanding window."""
-    v = spec.validation
-    test_size = v.test_size or max(1, (n_labelled - spec.gap) // (v.n_splits + 1))
-    first_train = n_labelled - spec.gap - v.n_splits * test_size
-    if first_train < MIN_TRAIN_ORIGINS:
+def check_folds(spec: Spec, dates: pd.DatetimeIndex) -> None:
+    """Refuse validation settings the labelled history (origins dated ``dates``) cannot
+    hold, before a run folder exists: the folds are laid out by
+    `cbi_toolkit.walkforward.walk_forward`, and the first must train on enough origins."""
+    from cbi_toolkit.walkforward import walk_forward
+
+    v, n = spec.validation, len(dates)
+    try:  # a SpecError names a test_start it cannot use
+        folds = walk_forward(spec, n, dates).folds(n)
+    except ValueError:  # scikit-learn: more splits than the history holds
+        folds = []
+    first_train = len(folds[0].train) if folds else 0
+    if first_train < MIN_TRAIN_ORIGINS or any(len(f.test) == 0 for f in folds):
         raise DataError(
-            f"{spec.name}: validation needs {v.n_splits} test folds of {test_size} origins after "
-            f"a gap of {spec.gap}, leaving {max(first_train, 0)} origins for the first fold's "
-            f"training (at least {MIN_TRAIN_ORIGINS}) of the {n_labelled} labelled; lower "
-            "validation.n_splits or validation.test_size, or use more history")
+            f"{spec.name}: validation needs {v.n_splits} folds after a gap of {spec.gap}, leaving "
+            f"{first_train} origins for the first fold's training (at least {MIN_TRAIN_ORIGINS}) "
+            f"of the {n} labelled; lower validation.n_splits or validation.test_size, or use "
+            "more history")

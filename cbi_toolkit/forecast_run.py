@@ -222,7 +222,7 @@ def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: 
     preflight(sink)  # and so does a sink folder that cannot be written
     from cbi_toolkit.data import check_folds
 
-    check_folds(spec, int(samples.labelled.sum()))  # and folds the history cannot hold
+    check_folds(spec, samples.dates[samples.trainable])  # and folds the history cannot hold
     from cbi_toolkit.checkpoint import bind_run, data_digest
 
     digest = spec_digest(spec)
