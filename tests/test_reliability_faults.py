@@ -171,7 +171,7 @@ def test_interrupted_and_killed_run_resumes_to_the_same_result(small, reference,
     data, spec, env = small
     _, ref_dir, *_ = reference
     proc = subprocess_cli([*cli_args(spec, data, tmp_path), "-q"], env=env)
-    wait_for("runs/*/checkpoints/fit-0-model/epoch.pt", tmp_path, proc)
+    wait_for("runs/*/checkpoints/fit-0-net/epoch.pt", tmp_path, proc)
     proc.send_signal(signal.SIGINT)
     out1, err1 = proc.communicate(timeout=120)
     run_dir = only_run(tmp_path)
@@ -183,7 +183,7 @@ def test_interrupted_and_killed_run_resumes_to_the_same_result(small, reference,
     assert not found, found
 
     proc = subprocess_cli(["--resume", str(run_dir), "--data-dir", str(data)], env=env)
-    wait_for("runs/*/checkpoints/fit-1-model/epoch.pt", tmp_path, proc)
+    wait_for("runs/*/checkpoints/fit-1-net/epoch.pt", tmp_path, proc)
     proc.send_signal(signal.SIGKILL)
     out2, err2 = proc.communicate()
     assert "resuming the fit from its checkpoint after epoch 1" in err2

@@ -148,7 +148,7 @@ def test_runs_folder_filling_up_mid_run(small, tmp_path):
         args = cli_args(spec, data, tmp_path)
         args[args.index("--runs-dir") + 1] = str(disk / "runs")
         proc = subprocess_cli([*args, "-q"])
-        wait_for("runs/*/checkpoints/fit-0-model/epoch.pt", disk, proc)
+        wait_for("runs/*/checkpoints/fit-0-net/epoch.pt", disk, proc)
         filler = fill(disk)
         out, err = proc.communicate(timeout=300)
         run_dir = only_run(disk)
@@ -171,7 +171,7 @@ def test_read_only_remount_mid_run(small, tmp_path):
         args = cli_args(spec, data, tmp_path)
         args[args.index("--runs-dir") + 1] = str(folder / "runs")
         proc = subprocess_cli([*args, "-q"])
-        wait_for("runs/*/checkpoints/fit-0-model/epoch.pt", folder, proc)
+        wait_for("runs/*/checkpoints/fit-0-net/epoch.pt", folder, proc)
         read_only(folder)
         try:
             out, err = proc.communicate(timeout=300)
@@ -194,7 +194,7 @@ def test_sink_on_a_disk_that_fills_during_training(small, tmp_path):
     with tmpfs(tmp_path / "sinkdisk", "3m") as disk:
         db = disk / "f.duckdb"
         proc = subprocess_cli([*cli_args(spec, data, tmp_path, sink=db), "-q"])
-        wait_for("runs/*/checkpoints/fit-0-model/epoch.pt", tmp_path, proc)
+        wait_for("runs/*/checkpoints/fit-0-net/epoch.pt", tmp_path, proc)
         filler = fill(disk)
         out, err = proc.communicate(timeout=300)
         run_dir = only_run(tmp_path)

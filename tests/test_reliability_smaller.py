@@ -89,6 +89,7 @@ def _holder(db, seconds: float) -> subprocess.Popen:
 def real_batch(data_dir) -> pd.DataFrame:
     zl = pd.read_csv(data_dir / ZL).tail(3)
     return pd.DataFrame({
+        "series": "zl", "kind": "forecast",
         "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
         "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
         "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": "v",

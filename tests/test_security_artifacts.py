@@ -141,7 +141,7 @@ def test_pickled_epoch_checkpoint_is_refused(tmp_path):
 def test_resume_refuses_a_pickled_checkpoint(data_dir, tmp_path, capsys):
     data = make_small_data(data_dir, tmp_path / "data")
     run_dir = tmp_path / "runs" / "small-planted"
-    ckpt = run_dir / "checkpoints" / "fit-0-model"
+    ckpt = run_dir / "checkpoints" / "fit-0-net"  # the network's checkpoint of fold 0
     ckpt.mkdir(parents=True)
     write_spec(run_dir / "spec.yaml")
     (run_dir / "invocation.json").write_text(json.dumps({"sink": f"duckdb://{tmp_path / 'f.db'}"}))

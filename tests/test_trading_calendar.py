@@ -70,7 +70,8 @@ def test_horizons_count_sessions_across_holidays():
 def test_forecast_frame_dates_every_horizon_on_the_calendar():
     horizons = ["1w", "1m", "3m", "6m", "12m"]
     frame = forecast_frame(pd.Timestamp("2023-12-29"), 47.6, horizons, np.zeros(5),
-                           np.full(5, 0.05), "gaussian", None, "v", "r", pd.Timestamp.now(tz="UTC"))
+                           np.full(5, 0.05), "gaussian", None, "v", "r", pd.Timestamp.now(tz="UTC"),
+                           "zl")
     dates = [d.isoformat() for d in frame["target_date"]]
     assert dates[:3] == ["2024-01-08", "2024-01-31", "2024-04-02"]
     assert all(is_session(d) for d in dates)
