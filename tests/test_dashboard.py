@@ -20,14 +20,15 @@ from streamlit.testing.v1 import AppTest
 from cbi_toolkit.dashboard.cli import APP
 from cbi_toolkit.evaluation import (
     LEVELS,
-    conformal_scale,
-    coverage,
+    FoldPrediction,
+    calibrated,
+    calibrations,
     direction_accuracy,
-    interval,
     mae,
     mape,
 )
 from cbi_toolkit.sinks.duckdb import DuckDBSink
+from cbi_toolkit.spec import load_spec
 from tests.browser_support import dashboard
 
 
@@ -71,25 +72,33 @@ def test_scorecard_equals_the_walk_forward_numbers(quick_sink):
     acc, n = direction_accuracy(y, mu)
     assert sc["direction_hit"].notna().sum() == n
     assert sc["direction_hit"].dropna().astype(float).mean() == pytest.approx(acc)
-    # conformal bands: fold k is calibrated on folds before k only (fold 0 has no band)
-    folds = oos["fold"].to_numpy()
+    # conformal bands: each fold's calibration from earlier folds only, as the run scored it
+    preds = [FoldPrediction("model", int(k), "1m", g["y"].to_numpy(), g["mu"].to_numpy(),
+                            g["sigma"].to_numpy(), g["price"].to_numpy(),
+                            pd.DatetimeIndex(g["origin_date"]), g["role"].iloc[0])
+             for k, g in oos.groupby("fold")]
+    cals = calibrations(preds)
     for level in LEVELS:
-        hits = []
-        for fold in sorted(set(folds))[1:]:
-            early, now = folds < fold, folds == fold
-            scale = conformal_scale(y[early], mu[early], sigma[early], level)
-            lo, hi = interval(mu[now], sigma[now], level, scale)
-            hits.append(coverage(y[now], lo, hi) * now.sum())
-        col = sc[f"in_{int(round(level * 100))}"]
-        assert col.notna().sum() == (folds != folds.min()).sum()
-        assert col.dropna().astype(float).mean() == pytest.approx(
-            sum(hits) / (folds != folds.min()).sum())
-    # and the run's own summary (mean over equal-sized folds) says the same
+        pct = int(round(level * 100))
+        hits = n = 0
+        for p in preds:
+            bands = calibrated(p, cals[("model", "1m", p.fold)])
+            known = np.isfinite(bands[f"lo_{pct}"])
+            inside = (p.y >= bands[f"lo_{pct}"]) & (p.y <= bands[f"hi_{pct}"])
+            hits, n = hits + int(inside[known].sum()), n + int(known.sum())
+        col = sc[f"in_{pct}"]
+        assert col.notna().sum() == n
+        assert col.dropna().astype(float).mean() == pytest.approx(hits / n)
+    # and the run's own summary (pooled over the test span, from validation.test_start) says
+    # the same over those origins
+    start = pd.Timestamp(load_spec(run_dir / "spec.yaml").validation.test_start)
+    span = sc[sc["origin_date"] >= start]
     summary = pd.read_csv(run_dir / "metrics.csv")
     model = summary[(summary["model"] == "model") & (summary["horizon"] == "1m")].iloc[0]
-    assert sc["error"].abs().mean() == pytest.approx(model["mae"], rel=1e-9)
-    assert sc["abs_pct_error"].mean() == pytest.approx(model["mape"], rel=1e-9)
-    assert sc["in_80"].dropna().astype(float).mean() == pytest.approx(
+    assert len(span) == model["n"]
+    assert span["error"].abs().mean() == pytest.approx(model["mae"], rel=1e-9)
+    assert span["abs_pct_error"].mean() == pytest.approx(model["mape"], rel=1e-9)
+    assert span["in_80"].dropna().astype(float).mean() == pytest.approx(
         model["conformal_coverage_80"], rel=1e-9)
 
 

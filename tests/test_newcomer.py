@@ -86,7 +86,7 @@ def test_log_file_is_plain_text_with_progress_and_next_steps(logged_run):
     _, run_dir, text = logged_run
     assert ESC not in text
     assert "fontManager" not in text
-    assert "walk-forward: fold 1/2 done" in text and "left" in text
+    assert re.search(r"walk-forward: fold 1/\d+ done", text) and "left" in text
     assert re.search(r"^\s+epoch\s+eta\s", text, flags=re.M)  # the epoch table's time-left column
     tail = text.rstrip().splitlines()[-4:]
     assert tail[0] == "next:"
