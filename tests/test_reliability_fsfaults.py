@@ -117,6 +117,7 @@ def real_batch(data_dir, rows: int) -> pd.DataFrame:
     """Forecast-shaped rows from real ZL closes (the sink's schema, not a forecast)."""
     zl = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv").tail(rows)
     return pd.DataFrame({
+        "series": "zl", "kind": "forecast",
         "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
         "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
         "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": "v",
