@@ -212,6 +212,19 @@ def write_sink(spec: Spec, override: str | None, forecasts: pd.DataFrame, run_di
     set_status(run_dir, "done", sink_rows=n)
 
 
+def write_evidence(sink, record: dict[str, pd.DataFrame]) -> None:
+    """After a failed gate: the track record (backtest, actuals, the run's skill and gate
+    result) still goes to the sink, so the dashboard shows why no forecast was published;
+    a sink failure here is reported, not raised (the run's outcome is the gate's)."""
+    try:
+        written = track_record.write(sink, record)
+    except SinkError as exc:
+        print(f"sink: the track record was not written either ({exc})")
+        return
+    print("sink: wrote the track record only (" + ", ".join(f"{k} {v} rows" for k, v
+                                                            in written.items()) + ")")
+
+
 def run_spec(spec: Spec, samples: Samples, args: argparse.Namespace, data_text: str = "",
              run_dir: Path | None = None) -> int:
     """The whole run. With ``run_dir`` (``--resume``) it continues that run from its
@@ -415,6 +428,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
                      "upper_80", "lower_95", "upper_95"]].to_string(index=False))
     if failures:
         print("deploy gate FAILED, forecasts not written to the sink:\n  " + "\n  ".join(failures))
+        write_evidence(sink, record)
         print(f"artifacts: {run_dir}")
         print(f"next: read why in {run_dir / 'report.md'} (skill.png, coverage.png beside it); "
               "change the spec's model or gate and run it again")

@@ -168,12 +168,17 @@ def test_evaluate_on_data_that_arrived_later(tmp_path, specs_dir, data_dir, caps
     assert table.set_index("model").loc["random_walk", "mase"] == pytest.approx(1.0)
 
 
-def test_gate_failure_writes_nothing(tmp_path, specs_dir, capsys):
+def test_gate_failure_writes_no_forecast_but_its_evidence(tmp_path, specs_dir, capsys):
     sets = [s for s in TINY if not s.startswith("gate.max_mase")] + ["gate.max_mase=0.01"]
     assert run(specs_dir / "zl_1m_quick.yaml", tmp_path, sets=sets) == 3
     out = capsys.readouterr().out
-    assert "deploy gate FAILED" in out and "MASE" in out
-    assert not (tmp_path / "f.duckdb").exists()
+    assert "deploy gate FAILED" in out and "MASE" in out and "track record only" in out
+    sink = DuckDBSink(tmp_path / "f.duckdb")
+    assert sink.read_all().empty  # no live forecast reached the warehouse
+    runs = sink.read("runs")
+    assert len(runs) == 1 and not runs["gate_passed"].iloc[0]
+    assert "max_mase" in runs["gate_failures"].iloc[0]
+    assert (sink.read_all(kind="backtest")["kind"] == "backtest").all()
     assert (run_dirs(tmp_path)[0] / "forecasts.csv").is_file()
 
 
