@@ -423,7 +423,9 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     write_report(run_dir / "report.md", spec_name=spec.name, run_id=run_id,
                  model_version=version, summary=summary, forecasts=forecasts,
                  gate_failures=failures, data_summary=data_text,
-                 intervals=spec.forecast.intervals, plots=plots)
+                 intervals=spec.forecast.intervals, plots=plots,
+                 notes={h: combination_line(weights[h], spec.forecast.combine)
+                        for h in spec.horizons})
     print(forecasts[["horizon", "origin_date", "target_date", "predicted_price", "lower_80",
                      "upper_80", "lower_95", "upper_95"]].to_string(index=False))
     if failures:
@@ -459,8 +461,9 @@ def combination_line(weights: list[dict], combined: bool) -> str:
         return "model = the net alone (forecast.combine: false)"
     w = [c["weight"] for c in weights]
     sig = sorted({c["sigma"] for c in weights})
-    return (f"model = w*net + (1-w)*random walk, w per fold from earlier folds: mean {np.mean(w):.2f}"
-            f" (min {min(w):.2f}, max {max(w):.2f}); sigma from {', '.join(sig)}, calibrated")
+    return (f"model = w*net + (1-w)*random walk, w chosen per fold on earlier (selection) folds: "
+            f"mean {np.mean(w):.2f} (min {min(w):.2f}, max {max(w):.2f}); sigma from "
+            f"{', '.join(sig)}, calibrated; w = 0 means the mean is the random walk's")
 
 
 def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedModel,

@@ -160,17 +160,28 @@ def plot_skill(folds: pd.DataFrame, path: Path) -> Path:
 
 def write_report(path: Path, *, spec_name: str, run_id: str, model_version: str,
                  summary: pd.DataFrame, forecasts: pd.DataFrame, gate_failures: list[str],
-                 data_summary: str, intervals: str, plots: list[Path]) -> Path:
+                 data_summary: str, intervals: str, plots: list[Path],
+                 notes: dict[str, str] | None = None) -> Path:
+    """``notes``: a line per horizon under its table (how the shipped model is combined)."""
     horizons = sorted(summary["horizon"].unique(), key=HORIZONS.__getitem__)
     lines = [
         f"# Run {run_id}", "",
         f"spec `{spec_name}`, model version `{model_version}`, intervals: {intervals}", "",
         "## Data", "", "```", data_summary, "```", "",
-        "## Walk-forward metrics (mean over folds; MASE = MAE / random walk's MAE on the same folds)",
+        "## Walk-forward metrics",
+        "",
+        "Pooled over the reported span (the test folds from `validation.test_start`). MASE = MAE /"
+        " the random walk's MAE on the same origins; DM p = Diebold-Mariano p against the random "
+        "walk (absolute errors, HLN); dir beside the up-move base rate with a binomial p; conf80/"
+        "conf95 = conformal coverage; CRPS of the calibrated band and its ratio to the random walk "
+        "with a trailing-volatility band (docs/skill.md). `model` is what the run ships, `net` the "
+        "network alone.",
         "",
     ]
     for horizon in horizons:
         lines += ["```", format_table(summary, horizon), "```", ""]
+        if notes and horizon in notes:
+            lines += [notes[horizon], ""]
     verdict = "passed" if not gate_failures else "FAILED: " + "; ".join(gate_failures)
     lines += ["## Deploy gate", "", verdict, "", "## Forecast", "",
               forecasts.drop(columns=["run_id", "model_version"]).to_markdown(index=False), ""]
