@@ -101,3 +101,14 @@ def comparable_forecasts(run_dir: Path) -> pd.DataFrame:
 
 def comparable_metrics(run_dir: Path) -> pd.DataFrame:
     return pd.read_csv(run_dir / "metrics.csv").drop(columns=["fit_seconds"])
+
+
+def real_batch(data_dir: Path, rows: int = 3) -> pd.DataFrame:
+    """Forecast-shaped rows from the newest real ZL closes (the sink's schema, not a forecast)."""
+    zl = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv").tail(rows)
+    return pd.DataFrame({
+        "series": "zl", "kind": "forecast",
+        "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
+        "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
+        "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": "v",
+        "run_id": "r1", "created_at": pd.Timestamp("2024-01-02", tz="UTC")})

@@ -14,7 +14,6 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from cbi_toolkit.checkpoint import atomic_write_bytes
@@ -24,6 +23,7 @@ from tests.reliability_support import (
     cli_args,
     make_small_data,
     only_run,
+    real_batch,
     run_cli,
     subprocess_cli,
     wait_for,
@@ -111,17 +111,6 @@ def test_a_failed_atomic_write_leaves_the_old_file_and_no_temp(tmp_path):
             atomic_write_bytes(target, b"x" * (1 << 20))
         assert target.read_bytes() == b"old" and not temp_files(disk)
         filler.unlink()
-
-
-def real_batch(data_dir, rows: int) -> pd.DataFrame:
-    """Forecast-shaped rows from real ZL closes (the sink's schema, not a forecast)."""
-    zl = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv").tail(rows)
-    return pd.DataFrame({
-        "series": "zl", "kind": "forecast",
-        "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
-        "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
-        "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": "v",
-        "run_id": "r1", "created_at": pd.Timestamp("2024-01-02", tz="UTC")})
 
 
 def test_duckdb_sink_on_a_full_disk_fails_cleanly_and_keeps_the_earlier_batch(tmp_path,

@@ -20,7 +20,7 @@ from cbi_toolkit.sinks import duckdb as duckdb_sink
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.spec import validate_spec
-from tests.reliability_support import make_small_data, write_spec
+from tests.reliability_support import make_small_data, real_batch, write_spec
 
 ZL = "zl/zl_tradingview_ZL1_daily.csv"
 
@@ -84,16 +84,6 @@ def _holder(db, seconds: float) -> subprocess.Popen:
          str(db), str(seconds)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "ready"
     return proc
-
-
-def real_batch(data_dir) -> pd.DataFrame:
-    zl = pd.read_csv(data_dir / ZL).tail(3)
-    return pd.DataFrame({
-        "series": "zl", "kind": "forecast",
-        "origin_date": zl["date"], "horizon": "1w", "target_date": zl["date"],
-        "predicted_price": zl["close"], "lower_80": zl["low"], "upper_80": zl["high"],
-        "lower_95": zl["low"], "upper_95": zl["high"], "sigma": 0.02, "model_version": "v",
-        "run_id": "r1", "created_at": pd.Timestamp("2024-01-02", tz="UTC")})
 
 
 def test_a_briefly_held_duckdb_lock_is_waited_for(tmp_path, data_dir, monkeypatch):
