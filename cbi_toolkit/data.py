@@ -87,8 +87,10 @@ def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
     """All series of the spec on the target's trading days (one column each).
 
     ``allow_ended`` (scoring a saved model on newer data): a driver that ends before
-    the target is missing after its end instead of an error, recorded in ``report.ended``.
+    the target is missing after its end instead of an error, recorded in ``report.ended``;
+    the spec's ``end`` does not apply then (the newer data is the point).
     """
+    end = None if allow_ended or spec.end is None else pd.Timestamp(spec.end)
     report = report if report is not None else DataReport()
     raw = {}
     loaded = []
@@ -98,10 +100,16 @@ def load_frame(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
         loaded.append((i, source, frame))
         raw[source.label] = (source, released(frame, source))
     target = next(f[spec.target].dropna() for _, _, f in loaded if spec.target in f.columns)
+    target = target[:end] if end is not None else target
     span = (target.index.min(), target.index.max()) if len(target) else None
     for i, source, frame in loaded:
         check_plausible(frame, source, f"data[{i}]", span)
     target_src, target_frame = next(v for v in raw.values() if spec.target in v[1].columns)
+    if end is not None:
+        target_frame = target_frame[:end]
+        if target_frame.empty:
+            raise DataError(f"{target_src.label}: no target date on or before end "
+                            f"{end:%Y-%m-%d}; choose a later end")
     calendar = validate_target(target_frame[spec.target], target_src.label, spec.max_gap_days)
     columns = {}
     for source, frame in raw.values():

@@ -179,6 +179,9 @@ class Spec(_Strict):
     max_gap_days: int = Field(
         10, gt=0, description="calendar days; a longer gap in the target is a data error"
     )
+    end: date | None = Field(
+        None, description="last target date the run uses (the frame stops there), e.g. where a "
+                          "driver's data ends; default: the target's last date")
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
     validation: ValidationConfig = ValidationConfig()
