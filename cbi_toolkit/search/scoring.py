@@ -88,8 +88,12 @@ class ForecastScorer:
         y = np.asarray(y).reshape(len(price), -1)
         out: dict[str, float] = {}
         for j, horizon in enumerate(self.horizons):
-            row = score(FoldPrediction("model", 0, horizon, y[:, j], mu[:, j], sigma[:, j],
-                                       price, dates))
+            known = np.isfinite(y[:, j])  # horizon mask: near the data's end a long target is unknown
+            if not known.any():
+                out.update({f"{m}_{horizon}": float("nan") for m in METRICS})
+                continue
+            row = score(FoldPrediction("model", 0, horizon, y[known, j], mu[known, j],
+                                       sigma[known, j], price[known], dates[known]))
             out.update({f"{m}_{horizon}": float(row[m]) for m in METRICS})
         out["torch_threads"] = float(torch.get_num_threads())
         return out
