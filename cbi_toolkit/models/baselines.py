@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import Ridge
+from sklearn.utils.validation import check_is_fitted
 
 from cbi_toolkit.features.windows import as_windows
 from cbi_toolkit.models.checks import check_horizons as _check_horizons
@@ -28,6 +29,7 @@ class _Baseline(RegressorMixin, BaseEstimator):
         self.n_horizons_ = residuals.shape[1]
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self)
         mu = self.predict(X)
         return mu, np.broadcast_to(self.sigma_, mu.shape).copy()
 
@@ -41,6 +43,7 @@ class RandomWalk(_Baseline):
         return self
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return np.zeros((_n_samples(X), self.n_horizons_))
 
 
@@ -54,6 +57,7 @@ class Drift(_Baseline):
         return self
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return np.tile(self.mean_, (_n_samples(X), 1))
 
 
@@ -79,6 +83,7 @@ class LastStepRidge(_Baseline):
         return np.column_stack([r.predict(Z) for r in self.ridges_])
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return self._predict(as_windows(X).last_step().astype(np.float64))
 
 
@@ -122,9 +127,11 @@ class VolatilityRandomWalk(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return np.zeros((_n_samples(X), self.n_horizons_))
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self)
         vol = self._daily_vol(X)
         vol = np.where(np.isfinite(vol), vol, self.fallback_vol_)
         sigma = vol[:, None] * np.sqrt(np.asarray(self.horizons_, dtype=np.float64))

@@ -21,6 +21,7 @@ import logging
 import numpy as np
 from scipy.stats import norm
 from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
 
 from cbi_toolkit.features.windows import Windows, as_windows
 from cbi_toolkit.models.checks import check_horizons as _check_horizons
@@ -102,9 +103,11 @@ class GarchRandomWalk(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return np.zeros((len(as_windows(X)), self.n_horizons_))
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self)
         win = as_windows(X)
         context = win._require_context()
         ends = win.ends
@@ -152,9 +155,11 @@ class _StatsForecastPath(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
+        check_is_fitted(self)
         return self.predict_dist(X)[0]
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
+        check_is_fitted(self)
         win = as_windows(X)
         context = win._require_context()
         days = np.asarray(self.horizons_)

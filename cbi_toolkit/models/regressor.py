@@ -500,6 +500,7 @@ class ForecastRegressor(NeuralNetRegressor):
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
         """Mean and sigma of the forward log return, each ``[n, n_horizons]``."""
+        self.check_is_fitted()  # NotInitializedError, a NotFittedError, before any input work
         X, _ = check_inputs(X)
         mu, sigma = self.forward(X, training=False)
         return mu.numpy(), sigma.numpy()
