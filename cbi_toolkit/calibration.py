@@ -62,6 +62,10 @@ class Combination:
     def to_json(self) -> dict:
         return asdict(self)
 
+    def forecast(self, mu_net, sigma_net, sigma_vol):
+        """The combined mean and the chosen (uncalibrated) sigma."""
+        return self.weight * mu_net, (sigma_net if self.sigma == NET else sigma_vol)
+
     @classmethod
     def from_json(cls, doc: dict) -> Combination:
         return cls(float(doc["weight"]), str(doc["sigma"]), int(doc.get("n", 0)))
@@ -131,8 +135,8 @@ def combine(preds: list[FoldPrediction], stride: int = 1) -> tuple[list[FoldPred
     for p in nets:
         vol = vols[(p.horizon, p.fold)]
         comb = combination_for(preds, p.horizon, p.fold, stride)
-        sigma = p.sigma if comb.sigma == NET else vol.sigma
-        out.append(FoldPrediction(MODEL, p.fold, p.horizon, p.y, comb.weight * p.mu, sigma,
+        mu, sigma = comb.forecast(p.mu, p.sigma, vol.sigma)
+        out.append(FoldPrediction(MODEL, p.fold, p.horizon, p.y, mu, sigma,
                                   p.price, p.dates, p.role))
         used[(p.horizon, p.fold)] = comb
     return out, used
@@ -164,12 +168,15 @@ class ShippedModel:
         """Mean, calibrated sigma and conformal scales per horizon at one origin."""
         mu, sigma, scales = np.empty(len(horizons)), np.empty(len(horizons)), {}
         for j, h in enumerate(horizons):
-            comb = self.combinations.get(h, Combination(1.0, NET))
             cal = self.calibrations.get(h) or Calibration()
-            mu[j] = comb.weight * mu_net[j]
-            sigma[j] = cal.variance_scale * (sigma_net[j] if comb.sigma == NET else sigma_vol[j])
+            mu[j], chosen = self.combination(h).forecast(mu_net[j], sigma_net[j], sigma_vol[j])
+            sigma[j] = cal.variance_scale * chosen
             scales[h] = dict(cal.conformal)
         return mu, sigma, scales
+
+    def combination(self, horizon: str) -> Combination:
+        """The horizon's combination; a model saved before combinations: the net alone."""
+        return self.combinations.get(horizon, Combination(1.0, NET))
 
     def to_meta(self) -> dict:
         return {"combination": {h: c.to_json() for h, c in self.combinations.items()},

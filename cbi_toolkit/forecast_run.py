@@ -25,7 +25,6 @@ from cbi_toolkit.calibration import (
     NET,
     VOL,
     Calibration,
-    Combination,
     ShippedModel,
     calibration_for,
 )
@@ -556,9 +555,7 @@ def evaluate_run(args: argparse.Namespace) -> int:
             continue
         sub = samples.subset(test)
         out = {name: predict_dist(model, sub.X) for name, model in models.items()}
-        comb = shipping.combinations.get(horizon, Combination(1.0, NET))
-        sigma = out[NET][1] if comb.sigma == NET else out[VOL][1]
-        out[MODEL] = (comb.weight * out[NET][0], sigma)
+        out[MODEL] = shipping.combination(horizon).forecast(*out[NET], out[VOL][1])
         for name, (mu, sig) in out.items():
             preds.append(FoldPrediction(name, 0, horizon, sub.y[:, j], mu[:, j], sig[:, j],
                                         sub.price, sub.dates))

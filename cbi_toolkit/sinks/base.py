@@ -116,6 +116,23 @@ class Sink(Protocol):
         """A whole table or view of READABLE; an empty frame where it does not exist."""
 
 
+class UpsertWrites:
+    """The `Sink` writes, each a checked batch upserted into its table; a sink class gives
+    ``predictions`` (its prediction `Table`) and ``_upsert(table, batch)``."""
+
+    def write(self, forecasts: pd.DataFrame) -> int:
+        """Upsert the batch: all of it or, on any error, none of it."""
+        return self._upsert(self.predictions, check_batch(forecasts))
+
+    def write_actuals(self, actuals: pd.DataFrame) -> int:
+        table = actuals_table()
+        return self._upsert(table, check_rows(actuals, table.schema, table.key, "actuals batch"))
+
+    def write_runs(self, runs: pd.DataFrame) -> int:
+        table = runs_table()
+        return self._upsert(table, check_rows(runs, table.schema, table.key, "runs batch"))
+
+
 def check_batch(forecasts: pd.DataFrame) -> pd.DataFrame:
     """A prediction batch with the schema's columns in order and normalised types,
     or SinkError naming what is wrong."""

@@ -30,9 +30,8 @@ from cbi_toolkit.sinks.base import (
     PREDICTION_KEY,
     PREDICTION_SCHEMA,
     Table,
+    UpsertWrites,
     actuals_table,
-    check_batch,
-    check_rows,
     runs_table,
 )
 from cbi_toolkit.sinks.scorecard import latest_select, scorecard_select
@@ -243,7 +242,7 @@ def _api_type(kind: str) -> str:
 SCORECARD = "scorecard"
 
 
-class BigQuerySink:
+class BigQuerySink(UpsertWrites):
     """Upserts forecasts into ``project.dataset.table`` keyed on PREDICTION_KEY, and the
     target's closes and the run's skill into ``actuals`` and ``runs``."""
 
@@ -448,18 +447,6 @@ class BigQuerySink:
             self._run(sql)
 
     # writing
-    def write(self, forecasts: pd.DataFrame) -> int:
-        """Upsert the batch: all of it or, on any error, none of it."""
-        return self._upsert(self.predictions, check_batch(forecasts))
-
-    def write_actuals(self, actuals: pd.DataFrame) -> int:
-        table = actuals_table()
-        return self._upsert(table, check_rows(actuals, table.schema, table.key, "actuals batch"))
-
-    def write_runs(self, runs: pd.DataFrame) -> int:
-        table = runs_table()
-        return self._upsert(table, check_rows(runs, table.schema, table.key, "runs batch"))
-
     def _upsert(self, table: Table, batch: pd.DataFrame) -> int:
         if batch.empty:
             return 0

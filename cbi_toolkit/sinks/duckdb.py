@@ -21,9 +21,8 @@ from cbi_toolkit.sinks.base import (
     PREDICTION_KEY,
     PREDICTION_SCHEMA,
     Table,
+    UpsertWrites,
     actuals_table,
-    check_batch,
-    check_rows,
     runs_table,
 )
 from cbi_toolkit.sinks.scorecard import latest_select, scorecard_select
@@ -41,7 +40,7 @@ def _q(name: str) -> str:
     return f'"{name}"'
 
 
-class DuckDBSink:
+class DuckDBSink(UpsertWrites):
     """Upserts forecasts into ``table`` keyed on PREDICTION_KEY (and actuals and runs
     into their tables)."""
 
@@ -102,17 +101,6 @@ class DuckDBSink:
                     from None
 
     # writing
-    def write(self, forecasts: pd.DataFrame) -> int:
-        return self._upsert(self.predictions, check_batch(forecasts))
-
-    def write_actuals(self, actuals: pd.DataFrame) -> int:
-        table = actuals_table()
-        return self._upsert(table, check_rows(actuals, table.schema, table.key, "actuals batch"))
-
-    def write_runs(self, runs: pd.DataFrame) -> int:
-        table = runs_table()
-        return self._upsert(table, check_rows(runs, table.schema, table.key, "runs batch"))
-
     def _upsert(self, table: Table, batch: pd.DataFrame) -> int:
         created = not self.path.exists()
         try:
