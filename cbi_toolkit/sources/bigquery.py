@@ -19,8 +19,8 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from cbi_toolkit import bq_identifiers as ids
+from cbi_toolkit.bq_client import make_client, retry_policy, translated
 from cbi_toolkit.errors import SourceError
-from cbi_toolkit.sinks.bigquery import make_client, retry_policy, translated
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
 
 
