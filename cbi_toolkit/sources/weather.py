@@ -31,7 +31,7 @@ import pandas as pd
 from pydantic import Field
 
 from cbi_toolkit.errors import SourceError
-from cbi_toolkit.features.drivers import _causal_monthly_z
+from cbi_toolkit.seasonal import causal_monthly_z
 from cbi_toolkit.sources import http
 from cbi_toolkit.sources.live import LiveSource
 
@@ -104,7 +104,7 @@ class WeatherSource(LiveSource):
 
     def _prcp_z(self, prcp: pd.Series) -> pd.Series:
         total = prcp.rolling(self.z_window, min_periods=max(1, self.z_window * 2 // 3)).sum()
-        return _causal_monthly_z(total, self.min_years)
+        return causal_monthly_z(total, self.min_years)
 
 
 def parse_dly(body: bytes, station: str, label: str) -> pd.DataFrame:
