@@ -42,7 +42,7 @@ from skorch.callbacks import Callback
 from skorch.history import History
 
 from cbi_toolkit.errors import ArtifactError
-from cbi_toolkit.evaluation import FoldPrediction
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.storage import atomic_write_bytes, atomic_write_text, file_sha256, storage_error
 
 log = logging.getLogger(__name__)

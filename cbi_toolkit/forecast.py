@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.evaluation import LEVELS, interval
+from cbi_toolkit.metrics import LEVELS, interval
 from cbi_toolkit.targets import HORIZONS
 from cbi_toolkit.trading_calendar import target_date
 

@@ -31,8 +31,9 @@ from cbi_toolkit.calibration import (
 from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import ArtifactError, CbiError, SinkError, StorageError
-from cbi_toolkit.evaluation import FoldPrediction, format_table, summarise
+from cbi_toolkit.evaluation import format_table, summarise
 from cbi_toolkit.forecast import forecast_frame
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.pipeline import build_pipeline, predict_dist
 from cbi_toolkit.progress import FoldProgress
 from cbi_toolkit.report import plot_coverage, plot_fan, plot_forecasts, plot_skill, write_report

@@ -11,7 +11,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cbi_toolkit.evaluation import FoldPrediction, format_table, interval  # noqa: E402
+from cbi_toolkit.evaluation import format_table  # noqa: E402
+from cbi_toolkit.metrics import FoldPrediction, interval  # noqa: E402
 from cbi_toolkit.targets import HORIZONS  # noqa: E402
 
 

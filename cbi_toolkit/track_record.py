@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.evaluation import LEVELS, FoldPrediction, calibrated, interval
+from cbi_toolkit.evaluation import calibrated
+from cbi_toolkit.metrics import LEVELS, FoldPrediction, interval
 from cbi_toolkit.targets import HORIZONS
 
 FOLDER = "sink"

@@ -12,7 +12,8 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from cbi_toolkit.errors import CbiError
-from cbi_toolkit.evaluation import FoldPrediction, score
+from cbi_toolkit.evaluation import score
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.spec import Spec
 
 #: Metrics of `evaluation.score` the scorer reports per horizon.
