@@ -299,6 +299,18 @@ class Spec(_Strict):
 # ---------------------------------------------------------------------------
 # loading
 
+#: Spec sections that change nothing a run computes: where it writes and what it says.
+NOT_FINGERPRINTED = frozenset({"sink", "runs_dir", "description"})
+
+
+def spec_fingerprint(spec: Spec, exclude: frozenset[str] | set[str] = NOT_FINGERPRINTED) -> str:
+    """sha256 (hex) of the resolved spec less the ``exclude`` sections: the one fingerprint of
+    a spec (a run's model version, a search variant's hash, the search's sample groups)."""
+    from cbi_toolkit.storage import json_sha256
+
+    return json_sha256(json.loads(spec.model_dump_json(exclude=set(exclude))))
+
+
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
     """Read, resolve `extends:` and validate a spec file.
 

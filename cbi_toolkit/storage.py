@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -47,3 +48,8 @@ def file_sha256(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in blocks."""
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def json_sha256(doc) -> str:
+    """Hex sha256 of a JSON-able document, keys sorted (so equal documents hash equal)."""
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
