@@ -60,7 +60,7 @@ from cbi_toolkit.models.device import cpu_supports_bf16  # noqa: E402
 from cbi_toolkit.models.network import ForecastNet  # noqa: E402
 from cbi_toolkit.models.regressor import GaussianForecastLoss  # noqa: E402
 from cbi_toolkit.pipeline import build_baselines, build_pipeline  # noqa: E402
-from cbi_toolkit.runs import prepare  # noqa: E402
+from cbi_toolkit.run.prepare import prepare  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
 
 DESIGN_SPEC = ROOT / "specs" / "zl_1m.yaml"

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from cbi_toolkit.errors import CbiError
+from cbi_toolkit.console import guarded
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.sources.live import FetchResult, LiveSource
 
@@ -65,21 +65,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    return guarded(lambda: _fetch(args), prefix="cbi-fetch: ")
+
+
+def _fetch(args: argparse.Namespace) -> int:
     from cbi_toolkit.spec import load_spec
 
-    try:
-        spec = load_spec(args.spec)
-        ctx = SourceContext(data_dir=None,
-                            cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
-                            refresh=args.refresh)
-        sources = live_sources(spec)
-        if not sources:
-            print(f"{args.spec}: no live sources (yahoo, fred, cftc, ghcnd) to fetch")
-            return 0
-        results = ensure_cached(spec, ctx, progress=print, use_files=False)
-    except CbiError as exc:
-        print(f"cbi-fetch: {exc}", file=sys.stderr)
-        return exc.exit_code
+    spec = load_spec(args.spec)
+    ctx = SourceContext(data_dir=None,
+                        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
+                        refresh=args.refresh)
+    if not live_sources(spec):
+        print(f"{args.spec}: no live sources (yahoo, fred, cftc, ghcnd) to fetch")
+        return 0
+    results = ensure_cached(spec, ctx, progress=print, use_files=False)
     from cbi_toolkit.sources.cache import cache_root
 
     print(f"{len(results)} series in {cache_root(ctx.cache_dir)}")

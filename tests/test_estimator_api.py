@@ -17,7 +17,7 @@ from cbi_toolkit.models.baselines import (
 )
 from cbi_toolkit.models.peers import AutoARIMA, AutoETS, GarchRandomWalk
 from cbi_toolkit.models.regressor import ForecastRegressor
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.spec import load_spec
 
 ESTIMATORS = {
