@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.features.base import CausalFeature, positive_ints
+from cbi_toolkit.features.base import CausalFeature
 from cbi_toolkit.seasonal import causal_monthly_z
 
 
@@ -24,9 +24,6 @@ class DriverChanges(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, lags=(1, 5, 21)):
         self.target, self.roles, self.lags = target, roles, lags
-
-    def check_params(self):
-        positive_ints("lags", self.lags)
 
     @property
     def lookback(self):
@@ -48,11 +45,6 @@ class RollingCorrelation(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, window: int = 30):
         self.target, self.roles, self.window = target, roles, window
 
-    def check_params(self):
-        positive_ints("window", self.window)
-        if self.window < 5:
-            raise ValueError("a correlation window needs at least 5 days")
-
     @property
     def lookback(self):
         return self.window + 1
@@ -72,11 +64,6 @@ class Regimes(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, window: int = 252):
         self.target, self.roles, self.window = target, roles, window
-
-    def check_params(self):
-        positive_ints("window", self.window)
-        if self.window < 200:
-            raise ValueError("the regime window must be at least 200 days (it holds MA200)")
 
     @property
     def lookback(self):
@@ -118,9 +105,6 @@ class Positioning(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, change: int = 21, zscore: int = 756):
         self.target, self.roles, self.change, self.zscore = target, roles, change, zscore
 
-    def check_params(self):
-        positive_ints("change/zscore", [self.change, self.zscore])
-
     @property
     def lookback(self):
         return max(self.change, self.zscore)
@@ -145,9 +129,6 @@ class WeatherAnomalies(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, window: int = 21, min_years: int = 3):
         self.target, self.roles, self.window, self.min_years = target, roles, window, min_years
-
-    def check_params(self):
-        positive_ints("window/min_years", [self.window, self.min_years])
 
     @property
     def lookback(self):
