@@ -3,8 +3,17 @@ anomalies) and the driver features."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
+
+from cbi_toolkit.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
+    np = lazy_import("numpy")
+
 
 
 def causal_monthly_z(x: pd.Series, min_years: int) -> pd.Series:
