@@ -1,4 +1,4 @@
-"""Export a saved run's model to ONNX or TorchScript, and serve it.
+"""Export a saved run's model to ONNX or TorchScript (`cbi-export`), checked against the eager model.
 
 `cbi-export runs/<run_id> --format onnx|torchscript` writes
 ``runs/<run_id>/export/model.onnx`` (or ``model.pt``) and ``export.json``. The
