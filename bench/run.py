@@ -330,7 +330,7 @@ def bench_folds(spec, samples, quick: bool, threads: int, precision: str) -> dic
         s = base.model_copy(update={"validation": base.validation.model_copy(update=upd)})
         models = {"model": build_pipeline(s, verbose=0), **build_baselines()}
         start = time.perf_counter()
-        preds, seconds = backtest(s, samples, models)
+        preds, seconds, _ = backtest(s, samples, models)
         wall = time.perf_counter() - start
         summ = summarise(preds, score_folds(preds))
         row = summ[summ["model"] == "model"].iloc[0]

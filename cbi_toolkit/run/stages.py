@@ -14,13 +14,12 @@ import pandas as pd
 
 from cbi_toolkit import track_record
 from cbi_toolkit.artifacts import save_pipeline
-from cbi_toolkit.backtest import labelled_samples, with_epoch_checkpoint
+from cbi_toolkit.backtest import labelled_samples
 from cbi_toolkit.calibration import NET, VOL, calibration_for
 from cbi_toolkit.checkpoint import CHECKPOINTS, bind_run, data_digest, record_files
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import CbiError, StorageError
 from cbi_toolkit.forecast import forecast_latest
-from cbi_toolkit.pipeline import build_pipeline
 from cbi_toolkit.progress import FoldProgress
 from cbi_toolkit.report import plot_coverage, plot_fan, plot_forecasts, plot_skill, write_report
 from cbi_toolkit.run.folder import (
@@ -120,7 +119,9 @@ def _run_stages(spec: Spec, samples: Samples, options: RunOptions, data_text: st
     labelled = labelled_samples(samples)
     checkpoints = run_dir / CHECKPOINTS
 
-    result = assess(spec, labelled, verbose, checkpoints, FoldProgress(log))
+    events.note(f"walk-forward and the final fit on {len(labelled)} labelled origins "
+                f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
+    result = assess(spec, labelled, verbose, checkpoints, FoldProgress(log), final=True)
     preds, cals, folds, summary = (result.predictions, result.calibrations, result.folds,
                                    result.summary)
     selection, versus, weights = result.selection, result.versus, result.weights()
@@ -142,10 +143,7 @@ def _run_stages(spec: Spec, samples: Samples, options: RunOptions, data_text: st
          for p in preds for d, pr, y, m, s in zip(p.dates, p.price, p.y, p.mu, p.sigma,
                                                    strict=True)]))
 
-    events.note(f"final fit on {len(labelled)} labelled origins "
-                f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
-    pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
-    pipe.fit(labelled.X, labelled.y)
+    pipe = result.final
     shipping = result.shipped()
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id,
                                 spec.target)

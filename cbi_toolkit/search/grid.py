@@ -15,7 +15,6 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler
 from cbi_toolkit.errors import SpecError
 from cbi_toolkit.search.scoring import METRICS
 from cbi_toolkit.spec import (
-    NOT_FINGERPRINTED,
     Spec,
     resolve_spec_file,
     set_path,
@@ -25,8 +24,8 @@ from cbi_toolkit.spec import (
 
 #: Metrics where higher is better (default goal max); all others: lower is better.
 HIGHER_IS_BETTER = {"direction"}
-#: A variant's hash ignores its name too (variants of one grid differ in name only by it).
-_NOT_HASHED = NOT_FINGERPRINTED | {"name"}
+#: A variant's hash ignores where it is written and its name and description.
+_NOT_HASHED = {"name", "description", "sink", "runs_dir"}
 
 
 # ---------------------------------------------------------------------------
