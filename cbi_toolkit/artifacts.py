@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.errors import ArtifactError
 from cbi_toolkit.features.windows import WindowScaler
-from cbi_toolkit.models.regressor import load_regressor, save_regressor
+from cbi_toolkit.models.persistence import load_regressor, save_regressor
 from cbi_toolkit.storage import atomic_write_text, file_sha256
 
 MANIFEST = "manifest.json"
