@@ -43,7 +43,7 @@ def prepare(spec: Spec, data_dir: str | None, allow_ended: bool = False
     if ctx.data_dir is None and any(src.kind == "file" for src in spec.data):
         raise DataError("no data directory: pass --data-dir, set CBI_DATA_DIR, or place the "
                         "snapshot at ../shared/data beside the checkout")
-    from cbi_toolkit.fetch import ensure_cached
+    from cbi_toolkit.sources.live import ensure_cached
 
     ensure_cached(spec, ctx, progress=log.info)  # live series without a file: fetched or refreshed
     report = DataReport()
