@@ -78,7 +78,7 @@ class TrainingConfig(_Strict):
                                "rate halved after 2 epochs without a better validation loss; "
                                "cosine: warm-up over a warmup fraction of max_epochs, cosine to 0")
     warmup: float = Field(0.1, ge=0, lt=1, description="cosine schedule: warm-up fraction of all steps")
-    warmup_steps: int = Field(100, ge=0, le=1_000_000,
+    warmup_steps: int = Field(25, ge=0, le=1_000_000,
                               description="plateau schedule: warm-up length in optimizer steps")
     stride: int = Field(1, gt=0, le=252, description="each epoch trains on every k-th training "
                         "origin from a random phase; the validation tail stays whole")

@@ -57,7 +57,7 @@ class WarmupPlateau(Callback):
     still be warming up when it stopped.
     """
 
-    def __init__(self, warmup_steps: int = 100, factor: float = 0.5, patience: int = 2,
+    def __init__(self, warmup_steps: int = 25, factor: float = 0.5, patience: int = 2,
                  monitor: str = "valid_loss"):
         self.warmup_steps, self.factor, self.patience = warmup_steps, factor, patience
         self.monitor = monitor

@@ -55,7 +55,7 @@ class ForecastRegressor(NeuralNetRegressor):
                  optimizer=torch.optim.AdamW, lr: float = 1e-3, weight_decay: float = 0.01,
                  batch_size: int = 32, max_epochs: int = 100, patience: int | None = 10,
                  grad_clip: float | None = 1.0, lr_schedule: str = "plateau",
-                 warmup: float = 0.1, warmup_steps: int = 100, train_stride: int = 1,
+                 warmup: float = 0.1, warmup_steps: int = 25, train_stride: int = 1,
                  valid_fraction: float = 0.1, valid_gap: int = 0, train_split="tail",
                  device: str = "auto", precision: str = "fp32", seed: int = 0,
                  threads: int | str | None = None, verbose: int = 1, **kwargs):
