@@ -396,7 +396,7 @@ def bench_design_fold(spec, samples, threads: int, fold: int = 0) -> dict:
 
 def extrapolate_design(spec, samples, samples_per_s: float) -> dict:
     """Training-time estimate of `cbi-run specs/zl_1m.yaml` from measured samples/s."""
-    from cbi_toolkit.evaluation import walk_forward
+    from cbi_toolkit.walkforward import walk_forward
 
     folds = list(walk_forward(spec, len(samples)).split(np.zeros(len(samples))))
     vf = spec.training.valid_fraction

@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_options(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(data_dir=args.data_dir, runs_dir=getattr(args, "runs_dir", None),
+    return RunOptions(data_dir=args.data_dir, runs_dir=args.runs_dir,
                       sink=args.sink, quiet=args.quiet)
 
 
