@@ -57,10 +57,10 @@ from cbi_toolkit.export import (  # noqa: E402
 )
 from cbi_toolkit.features.windows import WindowScaler  # noqa: E402
 from cbi_toolkit.models.device import cpu_supports_bf16  # noqa: E402
+from cbi_toolkit.models.loss import GaussianForecastLoss  # noqa: E402
 from cbi_toolkit.models.network import ForecastNet  # noqa: E402
-from cbi_toolkit.models.regressor import GaussianForecastLoss  # noqa: E402
 from cbi_toolkit.pipeline import build_baselines, build_pipeline  # noqa: E402
-from cbi_toolkit.runs import prepare  # noqa: E402
+from cbi_toolkit.run.prepare import prepare  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
 
 DESIGN_SPEC = ROOT / "specs" / "zl_1m.yaml"
@@ -159,7 +159,7 @@ class ToolkitFit:
     def __init__(self, spec, samples, precision: str, batches: int, threads: int):
         self.spec = spec.model_copy(update={"training": spec.training.model_copy(update={
             "max_epochs": 1, "precision": precision, "device": "cpu", "threads": threads})})
-        from cbi_toolkit.models.regressor import TailSplit
+        from cbi_toolkit.models.batching import TailSplit
 
         net = build_pipeline(self.spec, verbose=0)[-1]
         split = TailSplit(net.valid_fraction, net.valid_gap)
@@ -405,7 +405,7 @@ def walk_forward_fits(spec, samples) -> list[int]:
 
 def extrapolate_design(spec, samples, samples_per_s: float) -> dict:
     """Training-time estimate of `cbi-run specs/zl_1m.yaml` from measured samples/s."""
-    from cbi_toolkit.evaluation import walk_forward
+    from cbi_toolkit.walkforward import walk_forward
 
     folds = list(walk_forward(spec, len(samples)).split(np.zeros(len(samples))))
     vf = spec.training.valid_fraction

@@ -32,7 +32,7 @@ def load_data(spec: Spec, data_dir: str | Path | None = None) -> Samples:
     """The spec's samples: one window of causal features per origin, forward log-return
     targets (NaN where the future is not known yet), the price and date of each origin.
     ``data_dir`` defaults as for ``cbi-run``: ``$CBI_DATA_DIR``, else ../shared/data."""
-    from cbi_toolkit.runs import prepare
+    from cbi_toolkit.run.prepare import prepare
 
     return prepare(spec, None if data_dir is None else str(data_dir))[1]
 
@@ -70,7 +70,7 @@ def forecast(model: Pipeline, data: Samples, evaluation=None) -> pd.DataFrame:
     with one (from `evaluate`): the shipped forecast, the net combined with the random walk
     and its conformal band calibrated on the walk-forward residuals, as ``cbi-run`` ships it."""
     from cbi_toolkit.calibration import ShippedModel
-    from cbi_toolkit.forecast_run import forecast_latest
+    from cbi_toolkit.forecast import forecast_latest
 
     if evaluation is None:
         intervals, shipping, series = "gaussian", ShippedModel({}, {}), ""
