@@ -26,7 +26,6 @@ from cbi_toolkit.calibration import (
     VOL,
     Calibration,
     ShippedModel,
-    calibration_for,
 )
 from cbi_toolkit.checkpoint import CHECKPOINTS, atomic_write_text
 from cbi_toolkit.dataset import Samples
@@ -370,6 +369,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     for horizon in spec.horizons:
         print(format_table(summary, horizon))
         print(combination_line(weights[horizon], spec.forecast.combine))
+    print(result.policy.describe())
     folds.to_csv(run_dir / "metrics_folds.csv", index=False)
     summary.to_csv(run_dir / "metrics.csv", index=False)
     versus.to_csv(run_dir / "metrics_dm.csv", index=False)
@@ -378,6 +378,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         "summary": summary.to_dict(orient="records"), "folds": folds.to_dict(orient="records"),
         "selection_summary": None if selection is None else selection.to_dict(orient="records"),
         "diebold_mariano": versus.to_dict(orient="records"), "combination": weights,
+        "calibration": result.policy.to_json() | {"halflife_errors": result.halflife_errors},
         "gate": {"passed": not failures, "failures": failures},
     }, indent=2, default=str))
     pd.DataFrame([{"series": spec.target, "model": p.model, "fold": p.fold, "role": p.role,
@@ -405,9 +406,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
         "feature_names": samples.feature_names, "horizons": samples.horizons,
         "window": spec.window, "intervals": spec.forecast.intervals,
         **shipping.to_meta(),
-        "calibration_all": {f"{m}/{h}": c.to_json() for m in {p.model for p in preds}
-                            for h in spec.horizons
-                            if (c := calibration_for(preds, m, h, None)) is not None},
+        "calibration_all": result.calibration_all(),
         "train_end": f"{labelled.dates[-1]:%Y-%m-%d}",
         "gate_passed": not failures,
         "spec_digest": spec_digest(spec), "data_digest": data_digest(samples),

@@ -105,11 +105,39 @@ class ValidationConfig(_Strict):
     stride: int = Field(1, gt=0, description="score every k-th origin of each fold")
 
 
+class CalibrationConfig(_Strict):
+    """How the bands are calibrated (variance scale and conformal quantiles, for the model
+    and every baseline alike; `cbi_toolkit.calibration`)."""
+
+    mode: Literal["fixed", "online"] = Field(
+        "online", description="fixed: fitted once on the selection folds; online: refitted at "
+                              "every fold on every residual realised before its first origin")
+    halflife: int | Literal["auto"] | None = Field(
+        "auto", description="online only: recency half-life of the residuals' weights, in "
+                            "sessions; auto: chosen per horizon on the selection folds; null: "
+                            "every residual weighs the same")
+
+    @field_validator("halflife")
+    @classmethod
+    def _positive_halflife(cls, halflife: Any) -> Any:
+        if isinstance(halflife, int) and not 1 <= halflife <= 25_200:
+            raise ValueError("halflife is a number of sessions from 1 to 25200, 'auto' or null")
+        return halflife
+
+    @model_validator(mode="after")
+    def _halflife_is_online(self) -> CalibrationConfig:
+        if self.mode == "fixed" and "halflife" in self.model_fields_set and self.halflife != "auto":
+            raise ValueError("halflife weighs the residuals of the online calibration; with "
+                             "mode: fixed remove it (or set mode: online)")
+        return self
+
+
 class ForecastConfig(_Strict):
     intervals: Literal["gaussian", "conformal"] = "conformal"
     combine: bool = Field(
         True, description="forecast w*net + (1-w)*random walk with w and the sigma source chosen on "
                           "the selection folds; false: the net alone")
+    calibration: CalibrationConfig = CalibrationConfig()
 
 
 class GateConfig(_Strict):

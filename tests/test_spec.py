@@ -58,6 +58,12 @@ def base(specs_dir):
     ("features:\n  - rsi: {window: -2}\n", "features (line 2)", "positive integers"),
     ("features:\n  - rsi: {span: 3}\n", "features (line 2)", "unknown parameter 'span'"),
     ("training:\n  device: tpu\n", "training.device (line 3)", "'auto', 'cpu', 'cuda' or 'mps'"),
+    ("forecast:\n  calibration: {mode: rolling}\n", "forecast.calibration.mode (line 3)",
+     "'fixed' or 'online'"),
+    ("forecast:\n  calibration: {halflife: 0}\n", "forecast.calibration.halflife (line 3)",
+     "from 1 to 25200"),
+    ("forecast:\n  calibration: {mode: fixed, halflife: 252}\n", "forecast.calibration (line 3)",
+     "with mode: fixed remove it"),
 ])
 def test_spec_errors_name_file_key_and_line(tmp_path, specs_dir, body, key, words):
     path = write(tmp_path, base(specs_dir) + body)
