@@ -35,7 +35,8 @@ from cbi_toolkit.skill import score_predictions  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
 from cbi_toolkit.walkforward import DEFAULT_TEST_SIZE, SELECTION  # noqa: E402
 
-COLUMNS = ["conformal_coverage_80", "conformal_coverage_95", "crps_rel_vol", "mase", "dm_p_abs"]
+COLUMNS = ["conformal_coverage_80", "conformal_coverage_95", "crps_rel_vol", "crps_cal", "mase",
+           "dm_p_abs"]
 
 
 def rescore(run_dir: Path, data_dir: str | None) -> tuple[pd.DataFrame, dict]:

@@ -86,7 +86,8 @@ def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],
                     with_epoch_checkpoint(est, checkpoint_dir / f"fit-{base}-{name}")
                 start = time.perf_counter()
                 fit_rows = folds[base].train
-                est.fit(samples.X[fit_rows], samples.y[fit_rows])
+                est.fit(*samples.training_set(fit_rows, history=name == "net",
+                                              valid_fraction=spec.training.valid_fraction))
                 fold_seconds[name] = time.perf_counter() - start if base == k else 0.0
                 fitted[name] = est
             else:  # refit_every > 1: the last fitted model (older data only) predicts

@@ -390,7 +390,8 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     print(f"final fit on {len(labelled)} labelled origins "
           f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
     pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
-    pipe.fit(labelled.X, labelled.y)
+    pipe.fit(*labelled.training_set(np.arange(len(labelled)),
+                                    valid_fraction=spec.training.valid_fraction))
     shipping = result.shipped()
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id,
                                 spec.target)

@@ -21,6 +21,7 @@ from cbi_toolkit.errors import SpecError, safe_text
 from cbi_toolkit.features.registry import FEATURES, validate_feature_params
 from cbi_toolkit.sinks.config import DuckDBSinkConfig, SinkConfig
 from cbi_toolkit.sources.config import SourceConfig
+from cbi_toolkit.sources.files import FileSource
 from cbi_toolkit.targets import HORIZONS
 
 
@@ -140,6 +141,19 @@ class ForecastConfig(_Strict):
     calibration: CalibrationConfig = CalibrationConfig()
 
 
+class HistoryConfig(_Strict):
+    """Extra training history for the net: another real series of the target commodity
+    (e.g. the Quandl second month back to 1959) whose windows train the net before the
+    target's own data starts. Returns only: features from its own prices, targets its own
+    forward log returns; never spliced into the target's price level, never in a
+    validation tail or a scored fold."""
+
+    source: FileSource = Field(..., description="a file source whose one column is named as "
+                                                "the target, e.g. {path: zl/..._BO2_daily.csv, "
+                                                "columns: {settle: zl}}")
+    start: date | None = Field(None, description="first date of the history used")
+
+
 class GateConfig(_Strict):
     """Thresholds a run must meet (on every horizon) before it writes forecasts."""
 
@@ -216,6 +230,10 @@ class Spec(_Strict):
     forecast: ForecastConfig = ForecastConfig()
     gate: GateConfig = GateConfig()
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
+    history: HistoryConfig | None = Field(
+        None, description="extra training history for the net before the target's data "
+                          "(features of the target's own prices only; drivers at the training "
+                          "fold's mean)")
     sink: SinkConfig = Field(default_factory=DuckDBSinkConfig)
     runs_dir: str = "runs"
 
@@ -287,6 +305,9 @@ class Spec(_Strict):
         if self.target not in names:
             raise ValueError(f"target {self.target!r} is not a series named in data "
                              f"(series: {', '.join(names)})")
+        if self.history is not None and list(self.history.source.columns.values()) != [self.target]:
+            raise ValueError(f"history.source.columns must name one series, the target "
+                             f"{self.target!r} (e.g. {{settle: {self.target}}})")
         if self.validation.gap is not None and self.validation.gap < self.max_horizon:
             raise ValueError(f"validation.gap ({self.validation.gap}) must be at least the "
                              f"longest horizon ({self.max_horizon} trading days)")
