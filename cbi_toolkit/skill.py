@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.backtest import backtest
 from cbi_toolkit.calibration import (
@@ -56,6 +57,7 @@ class Assessment:
     versus: pd.DataFrame
     combinations: dict[tuple[str, int], Combination]
     fit_seconds: dict[str, list[float]]
+    final: Pipeline | None = None  # the net fitted on every labelled origin, when asked for
     origins: pd.DatetimeIndex | None = None
     policy: CalibrationPolicy = CalibrationPolicy()
     halflife_errors: dict[str, dict[str, float]] | None = None
@@ -104,12 +106,14 @@ def shipped_predictions(preds: list[FoldPrediction], combine_net: bool, stride: 
 
 
 def assess(spec: Spec, labelled: Samples, verbose: int = 0, checkpoint_dir: Path | None = None,
-           on_fold: Callable[[int, int], None] | None = None) -> Assessment:
-    """Backtest the spec's net and baselines on ``labelled`` samples and score them."""
+           on_fold: Callable[[int, int], None] | None = None, final: bool = False) -> Assessment:
+    """Backtest the spec's net and baselines on ``labelled`` samples and score them;
+    with ``final``, also fit the net on all of them (beside the folds, in parallel)."""
     models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
-    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoint_dir,
-                                  on_fold=on_fold)
-    return score_predictions(spec, preds, fit_seconds, labelled.dates)
+    preds, fit_seconds, fitted = backtest(
+        spec, labelled, models, checkpoint_dir=checkpoint_dir, on_fold=on_fold,
+        final=build_pipeline(spec, verbose=verbose) if final else None)
+    return score_predictions(spec, preds, fit_seconds, labelled.dates, fitted)
 
 
 def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.DatetimeIndex
@@ -130,7 +134,7 @@ def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.Date
 
 
 def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]],
-                      origins: pd.DatetimeIndex) -> Assessment:
+                      origins: pd.DatetimeIndex, final: Pipeline | None = None) -> Assessment:
     """Build the shipped model from the backtest's predictions, calibrate every model and
     score it (`assess` without the fits; also re-scores a run's saved fold predictions)."""
     stride = spec.validation.stride
@@ -145,4 +149,5 @@ def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict
     selection = (summarise(preds, folds, role="selection", stride=stride, cals=cals)
                  if spec.validation.test_start is not None else None)
     return Assessment(spec, preds, cals, folds, summary, selection,
-                      dm_table(preds, stride=stride), used, fit_seconds, origins, policy, errors)
+                      dm_table(preds, stride=stride), used, fit_seconds, final, origins, policy,
+                      errors)
