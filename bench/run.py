@@ -370,7 +370,8 @@ OLD_PATH = {"training.n_jobs": 1, "training.stride": 1, "training.lr_schedule": 
 def bench_design_fold(spec, samples, threads: int, fold: int = 0) -> dict:
     """One design-size walk-forward fold (fit + its out-of-sample MASE), today's path
     against the new default, in this process, one after the other."""
-    from cbi_toolkit.evaluation import FoldPrediction, score
+    from cbi_toolkit.evaluation import score
+    from cbi_toolkit.metrics import FoldPrediction
     from cbi_toolkit.walkforward import walk_forward
 
     folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
@@ -60,7 +61,8 @@ def fit(spec: Spec, data: Samples, verbose: int = 0) -> Pipeline:
     from cbi_toolkit.backtest import labelled_samples
 
     train = labelled_samples(data)
-    return build_pipeline(spec, verbose=verbose).fit(train.X, train.y)
+    return build_pipeline(spec, verbose=verbose).fit(
+        *train.training_set(np.arange(len(train)), valid_fraction=spec.training.valid_fraction))
 
 
 def forecast(model: Pipeline, data: Samples, evaluation=None) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.compute import in_worker
 from cbi_toolkit.dataset import Samples
-from cbi_toolkit.evaluation import FoldPrediction
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.spec import Spec
 from cbi_toolkit.walkforward import walk_forward
@@ -57,7 +57,9 @@ def _fit_group(models: dict[str, Pipeline], samples: Samples, folds: list, group
         if worker is not None:
             label_epoch_log(est, worker["label"])
         start = time.perf_counter()
-        est.fit(samples.X[fit_rows], samples.y[fit_rows])
+        # the net trains on the extra history too (`Spec.history`), its tail kept the target's
+        est.fit(*samples.training_set(fit_rows, history=name == "net",
+                                      valid_fraction=getattr(est[-1], "valid_fraction", None)))
         seconds[name] = time.perf_counter() - start
         fitted[name] = est
     preds: dict[int, list[FoldPrediction]] = {}
@@ -89,7 +91,8 @@ def _fit_final(pipe: Pipeline, samples: Samples, checkpoint_dir: Path | None,
         with_epoch_checkpoint(pipe, checkpoint_dir / "fit-final")
     if worker is not None:
         label_epoch_log(pipe, worker["label"])
-    return pipe.fit(samples.X, samples.y)
+    return pipe.fit(*samples.training_set(np.arange(len(samples)),
+                                          valid_fraction=getattr(pipe[-1], "valid_fraction", None)))
 
 
 def backtest(spec: Spec, samples: Samples, models: dict[str, Pipeline],

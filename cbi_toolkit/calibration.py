@@ -9,6 +9,12 @@ from the test span reaches a choice.
   residuals have unit variance), and split-conformal quantiles of
   ``|y - mu| / (c * sigma)`` per interval level. Every model, the baselines
   included, is calibrated the same way, so their bands compare fairly.
+  ``forecast.calibration.mode: fixed`` fits it on the selection folds once;
+  ``online`` refits it at every fold (each refit of the test span) on every
+  residual realised before the fold's first origin -- selection folds and
+  earlier test folds, a residual of origin t at horizon h counting from t + h
+  on -- optionally weighting recent residuals more (``halflife``, chosen on the
+  selection folds by running the same procedure across them: `choose_halflife`).
 * `Combination`: the forecast the toolkit ships, ``mu = w * mu_net`` (the
   random walk predicts 0), with ``w`` on a grid in [0, 1] minimising the
   absolute error on the calibration folds -- kept only if that beats the random
@@ -24,8 +30,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from cbi_toolkit.metrics import LEVELS, FoldPrediction, conformal_scale, crps_gaussian_each
+from cbi_toolkit.targets import HORIZONS
 from cbi_toolkit.walkforward import SELECTION
 
 #: the model the toolkit forecasts with, the raw network, and the sigma reference
@@ -35,6 +43,13 @@ WEIGHTS = np.round(np.linspace(0.0, 1.0, 21), 2)
 #: (absolute errors), or the net gets no weight: a weight found by search on a few hundred
 #: origins is mostly noise unless the gain is significant there
 EARN_P = 0.1
+FIXED, ONLINE = "fixed", "online"
+#: recency half-lives (sessions) `choose_halflife` tries, from equal weights (None) to half a
+#: year: shorter ones leave too few effective residuals (about 0.58 * halflife / stride) for a
+#: 95% quantile
+HALFLIVES: tuple[int | None, ...] = (None, 1260, 756, 504, 252, 126)
+#: a calibration needs at least this many residuals (fewer: the block is not scored)
+MIN_RESIDUALS = 30
 
 
 @dataclass
@@ -88,18 +103,184 @@ def _pooled(preds: list[FoldPrediction], model: str, horizon: str, folds: set[in
     return tuple(np.concatenate([getattr(p, a) for p in mine]) for a in ("y", "mu", "sigma"))
 
 
-def fit_calibration(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray) -> Calibration:
+def fit_calibration(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
+                    weights: np.ndarray | None = None) -> Calibration:
+    """Variance scale and conformal quantiles of ``(y - mu) / sigma``; with ``weights``,
+    the weighted mean square and the weighted (non-exchangeable) conformal quantile."""
     if not len(y):
         return Calibration()
-    c = float(np.sqrt(np.mean(((y - mu) / sigma) ** 2)))
+    z2 = ((y - mu) / sigma) ** 2
+    c = float(np.sqrt(np.mean(z2) if weights is None else np.sum(weights * z2) / np.sum(weights)))
     c = c if np.isfinite(c) and c > 0 else 1.0
-    return Calibration(c, {lv: conformal_scale(y, mu, c * sigma, lv) for lv in LEVELS}, len(y))
+    if weights is None:
+        scales = {lv: conformal_scale(y, mu, c * sigma, lv) for lv in LEVELS}
+    else:
+        scores = np.sqrt(z2) / c
+        scales = {lv: weighted_conformal_scale(scores, weights, lv) for lv in LEVELS}
+    return Calibration(c, scales, len(y))
 
 
-def calibration_for(preds: list[FoldPrediction], model: str, horizon: str,
-                    fold: int | None) -> Calibration | None:
-    data = _pooled(preds, model, horizon, calibration_folds(preds, fold))
-    return None if data is None else fit_calibration(*data)
+def weighted_conformal_scale(scores: np.ndarray, weights: np.ndarray, level: float) -> float:
+    """The ``level`` quantile of the scores weighted by ``weights``, with the new point's
+    weight (1, the largest) on +inf (Barber et al. 2023, non-exchangeable split conformal);
+    the largest score when that quantile is +inf. Equal weights give `conformal_scale`."""
+    order = np.argsort(scores)
+    cum = np.cumsum(weights[order]) / (np.sum(weights) + 1.0)
+    k = int(np.searchsorted(cum, level - 1e-12))
+    return float(scores[order][min(k, len(scores) - 1)])
+
+
+@dataclass(frozen=True)
+class Residuals:
+    """One model's out-of-sample results at one horizon over every fold, with each
+    origin's position among the samples' origins (consecutive sessions): its target is
+    realised at ``pos + h`` (``h`` in sessions)."""
+
+    y: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+    pos: np.ndarray
+    fold: np.ndarray
+    role: np.ndarray
+    h: int
+
+    @property
+    def realised(self) -> np.ndarray:
+        return self.pos + self.h
+
+
+def residuals(preds: list[FoldPrediction], model: str, horizon: str,
+              origins: pd.DatetimeIndex) -> Residuals | None:
+    mine = [p for p in preds if p.model == model and p.horizon == horizon]
+    if not mine:
+        return None
+    pos = np.concatenate([origin_positions(origins, p.dates) for p in mine])
+    cat = {a: np.concatenate([getattr(p, a) for p in mine]) for a in ("y", "mu", "sigma")}
+    return Residuals(**cat, pos=pos, fold=np.concatenate([np.full(len(p.y), p.fold) for p in mine]),
+                     role=np.concatenate([np.full(len(p.y), p.role) for p in mine]),
+                     h=HORIZONS[horizon])
+
+
+def origin_positions(origins: pd.DatetimeIndex, dates: pd.DatetimeIndex) -> np.ndarray:
+    """Positions of ``dates`` among the samples' ``origins``; origins are consecutive rows of
+    the target's data, so a residual h rows on is realised no earlier than ``pos + h``."""
+    pos = origins.get_indexer(dates)
+    if (pos < 0).any():
+        raise ValueError("a prediction's origin is not among the samples' origins")
+    return pos
+
+
+def fold_starts(preds: list[FoldPrediction], origins: pd.DatetimeIndex) -> dict[int, int]:
+    """Position of each fold's first origin (over every model and horizon)."""
+    first: dict[int, pd.Timestamp] = {}
+    for p in preds:
+        if len(p.dates):
+            first[p.fold] = min(first.get(p.fold, p.dates[0]), p.dates[0])
+    pos = origin_positions(origins, pd.DatetimeIndex(list(first.values())))
+    return dict(zip(first, pos.tolist(), strict=True))
+
+
+def recency_weights(realised: np.ndarray, now: int, halflife: float | None) -> np.ndarray | None:
+    """Weight 2^(-age / halflife) by sessions since the target was realised; None: equal."""
+    if halflife is None:
+        return None
+    return 0.5 ** ((now - realised) / float(halflife))
+
+
+def fit_before(res: Residuals, start: int, halflife: float | None,
+               keep: np.ndarray | None = None) -> Calibration | None:
+    """The calibration an origin at position ``start`` may use: every residual realised
+    before it (and in ``keep``), weighted by recency."""
+    usable = res.realised < start
+    if keep is not None:
+        usable &= keep
+    if not usable.any():
+        return None
+    w = recency_weights(res.realised[usable], start, halflife)
+    return fit_calibration(res.y[usable], res.mu[usable], res.sigma[usable], w)
+
+
+@dataclass(frozen=True)
+class CalibrationPolicy:
+    """How folds are calibrated: ``mode`` fixed (the selection folds) or online (everything
+    realised before the fold), and the recency half-life per horizon (None: equal weights)."""
+
+    mode: str = FIXED
+    halflife: dict[str, float | None] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "halflife": dict(self.halflife)}
+
+    def describe(self) -> str:
+        if self.mode != ONLINE:
+            return "calibration: fixed, fitted on the selection folds"
+        lives = ", ".join(f"{h} {'equal weights' if v is None else f'{v} sessions'}"
+                          for h, v in self.halflife.items())
+        return ("calibration: online, refitted every fold on the residuals realised before it; "
+                f"recency half-life (chosen on the selection folds): {lives}")
+
+
+def calibration_for(preds: list[FoldPrediction], model: str, horizon: str, fold: int | None,
+                    origins: pd.DatetimeIndex | None = None,
+                    policy: CalibrationPolicy | None = None) -> Calibration | None:
+    """The calibration of ``model`` at ``horizon`` for fold ``fold`` (None: the final model,
+    from every residual). With ``origins`` (the samples' origin dates) only residuals
+    whose targets were realised before the fold's first origin count; ``policy.mode``
+    online takes them from every earlier fold, fixed from `calibration_folds` only."""
+    policy = policy or CalibrationPolicy()
+    if origins is None:
+        if policy.mode == ONLINE:
+            raise ValueError("online calibration needs the samples' origin dates")
+        data = _pooled(preds, model, horizon, calibration_folds(preds, fold))
+        return None if data is None else fit_calibration(*data)
+    res = residuals(preds, model, horizon, origins)
+    if res is None:
+        return None
+    start = int(res.realised.max()) + 1 if fold is None else fold_starts(preds, origins)[fold]
+    keep = (None if policy.mode == ONLINE
+            else np.isin(res.fold, sorted(calibration_folds(preds, fold))))
+    return fit_before(res, start, policy.halflife.get(horizon) if policy.mode == ONLINE else None,
+                      keep)
+
+
+def block_coverage(res: Residuals, block: int, halflife: float | None, first: int | None = None,
+                   frozen: bool = False) -> dict[float, np.ndarray]:
+    """Run the online calibration across the selection folds: at every ``block``-th origin
+    from ``first`` (default: the first selection origin), calibrate on the selection
+    residuals realised before it and score the next ``block`` origins; per level, whether
+    each scored outcome fell in its band. ``frozen``: calibrate once, at ``first`` (the
+    fixed calibration), for comparison."""
+    sel = res.role == SELECTION
+    hits: dict[float, list] = {lv: [] for lv in LEVELS}
+    if sel.any():
+        first = int(res.pos[sel].min()) if first is None else first
+        for start in range(first, int(res.pos[sel].max()) + 1, block):
+            at = first if frozen else start
+            inside = sel & (res.pos >= start) & (res.pos < start + block)
+            if not inside.any() or np.sum(sel & (res.realised < at)) < MIN_RESIDUALS:
+                continue
+            cal = fit_before(res, at, halflife, keep=sel)
+            z = np.abs(res.y[inside] - res.mu[inside]) / (cal.variance_scale * res.sigma[inside])
+            for lv in LEVELS:
+                hits[lv].append(z <= cal.conformal[lv])
+    return {lv: np.concatenate(h) if h else np.array([], dtype=bool) for lv, h in hits.items()}
+
+
+def coverage_error(hits: dict[float, np.ndarray]) -> float:
+    """Mean absolute gap between coverage and its level (nan when nothing was scored)."""
+    if not all(len(h) for h in hits.values()):
+        return float("nan")
+    return float(np.mean([abs(np.mean(h) - lv) for lv, h in hits.items()]))
+
+
+def choose_halflife(res: Residuals, block: int,
+                    grid: tuple[int | None, ...] = HALFLIVES) -> tuple[int | None, dict[str, float]]:
+    """The half-life whose online calibration across the selection folds misses the nominal
+    coverage least (ties: the earlier, longer one in ``grid``), and each one's error."""
+    errors = {h: coverage_error(block_coverage(res, block, h)) for h in grid}
+    finite = [h for h in grid if np.isfinite(errors[h])]
+    best = min(finite, key=lambda h: errors[h]) if finite else None
+    return best, {("none" if h is None else str(h)): e for h, e in errors.items()}
 
 
 def fit_combination(net: tuple, vol: tuple, lags: int = 0) -> Combination:

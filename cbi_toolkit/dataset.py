@@ -33,6 +33,8 @@ class Samples:
     price: np.ndarray
     feature_names: list[str]
     horizons: list[str]
+    #: extra training history for the net (`Spec.history`), before the first origin
+    history: Samples | None = None
 
     def __len__(self) -> int:
         return len(self.dates)
@@ -49,7 +51,25 @@ class Samples:
 
     def subset(self, idx) -> Samples:
         return Samples(self.X[idx], self.y[idx], self.dates[idx], self.price[idx],
-                       self.feature_names, self.horizons)
+                       self.feature_names, self.horizons, self.history)
+
+    def training_set(self, rows, history: bool = True,
+                     valid_fraction: float | None = None) -> tuple[Windows, np.ndarray]:
+        """``X, y`` of the origins ``rows``, after the extra history (if any and asked for).
+        The history comes first, so the net's validation tail (the last ``valid_fraction``
+        of the samples) is the target's own: with ``valid_fraction`` only the newest history
+        windows are kept that leave the tail inside ``rows``."""
+        X, y = self.X[rows], self.y[rows]
+        if not history or self.history is None:
+            return X, y
+        keep = len(self.history)
+        if valid_fraction:
+            n = len(y)
+            keep = min(keep, max(0, int(n / valid_fraction) - n + 1))
+            while keep and max(1, round((keep + n) * valid_fraction)) > n:
+                keep -= 1
+        h = self.history.subset(np.arange(len(self.history) - keep, len(self.history)))
+        return Windows.concat(h.X, X), np.concatenate([h.y, y])
 
 
 def build_features(spec: Spec, frame: pd.DataFrame) -> pd.DataFrame:
@@ -103,8 +123,50 @@ def make_samples(spec: Spec, frame: pd.DataFrame, report: DataReport | None = No
                    price.to_numpy()[ends], list(features.columns), list(spec.horizons))
 
 
+def history_samples(spec: Spec, ctx: SourceContext, frame: pd.DataFrame,
+                    feature_names: list[str]) -> Samples | None:
+    """The windows of `Spec.history` (None without it): the history series' dates before
+    the target's first date (from ``history.start``), its prices as the target, every
+    other series missing. Features of the target's own prices are computed from it; a
+    feature with no value anywhere in the history (a driver's) stays NaN, which the net's
+    scaler fills with the training fold's mean. Targets are the history's own forward log
+    returns within the history, so nothing is spliced into the target's price level."""
+    if spec.history is None:
+        return None
+    src = spec.history.source
+    price = src.load(ctx)[spec.target].dropna()
+    first = frame.index[0]
+    start = pd.Timestamp(spec.history.start) if spec.history.start else price.index[0]
+    price = price[(price.index >= start) & (price.index < first)]
+    if (price <= 0).any():
+        day = price.index[(price <= 0).to_numpy()][0]
+        raise DataError(f"{src.label}: history has a non-positive price on {day:%Y-%m-%d}")
+    hframe = pd.DataFrame(np.nan, index=price.index, columns=frame.columns)
+    hframe[spec.target] = price
+    features = build_features(spec, hframe)
+    if list(features.columns) != feature_names:
+        raise DataError(f"{src.label}: the history's features differ from the target's")
+    values = features.to_numpy(dtype=np.float32)
+    absent = ~np.isfinite(values).any(axis=0)
+    valid_row = np.isfinite(values[:, ~absent]).all(axis=1)
+    run = pd.Series(valid_row.astype(int)).rolling(spec.window).sum().to_numpy()
+    targets = forward_log_returns(price, {h: HORIZONS[h] for h in spec.horizons}).to_numpy()
+    ends = np.flatnonzero((run == spec.window) & np.isfinite(targets).any(axis=1))
+    if not len(ends):
+        raise DataError(f"{src.label}: no history window before {first:%Y-%m-%d} (from "
+                        f"{start:%Y-%m-%d}); choose an earlier history.start or remove history")
+    log.info("history %s: %d training windows %s .. %s, %d features held at the fold mean",
+             src.label, len(ends), f"{price.index[ends[0]]:%Y-%m-%d}",
+             f"{price.index[ends[-1]]:%Y-%m-%d}", int(absent.sum()))
+    windows = Windows(values, ends, spec.window, context=np.log(price.to_numpy(np.float64)))
+    return Samples(windows, targets[ends], price.index[ends], price.to_numpy()[ends],
+                   feature_names, list(spec.horizons))
+
+
 def load_samples(spec: Spec, ctx: SourceContext, report: DataReport | None = None,
                  allow_ended: bool = False) -> tuple[pd.DataFrame, Samples]:
     report = report if report is not None else DataReport()
     frame = load_frame(spec, ctx, report, allow_ended=allow_ended)
-    return frame, make_samples(spec, frame, report)
+    samples = make_samples(spec, frame, report)
+    samples.history = history_samples(spec, ctx, frame, samples.feature_names)
+    return frame, samples

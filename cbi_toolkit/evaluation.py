@@ -84,11 +84,15 @@ def score(pred: FoldPrediction, cal=None) -> dict:
     return row
 
 
-def calibrations(preds: list[FoldPrediction]) -> dict[tuple[str, str, int], object]:
-    """``{(model, horizon, fold): Calibration}`` from earlier folds only (None for the first)."""
+def calibrations(preds: list[FoldPrediction], origins: pd.DatetimeIndex | None = None,
+                 policy=None) -> dict[tuple[str, str, int], object]:
+    """``{(model, horizon, fold): Calibration}`` from earlier folds only (None for the first);
+    with ``origins``, from residuals realised before the fold only, under ``policy``
+    (`cbi_toolkit.calibration.CalibrationPolicy`: fixed or online)."""
     from cbi_toolkit.calibration import calibration_for
 
-    return {(p.model, p.horizon, p.fold): calibration_for(preds, p.model, p.horizon, p.fold)
+    return {(p.model, p.horizon, p.fold): calibration_for(preds, p.model, p.horizon, p.fold,
+                                                          origins, policy)
             for p in preds}
 
 

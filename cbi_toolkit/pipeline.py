@@ -26,7 +26,8 @@ def build_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
     """
     net = regressor_from_spec(spec.model, spec.training, n_horizons=len(spec.horizons),
                               valid_gap=spec.max_horizon, verbose=verbose)
-    return Pipeline([("scale", WindowScaler()), ("net", net)])
+    # with extra history a driver's features are missing there: held at the fold's mean
+    return Pipeline([("scale", WindowScaler(fill_missing=spec.history is not None)), ("net", net)])
 
 
 def regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,

@@ -142,3 +142,53 @@ def interval_score(y, lower, upper, alpha: float) -> float:
     below = (2.0 / alpha) * np.maximum(lower - y, 0.0)
     above = (2.0 / alpha) * np.maximum(y - upper, 0.0)
     return float(np.mean(width + below + above))
+
+
+def dm_moments(d, lags: int) -> dict[str, np.ndarray | float]:
+    """What the Diebold-Mariano test of a series pooled from parts needs of one part, in
+    time order: count, sum, lagged cross-products ``sum_t d_t d_{t-k}`` (k = 0..lags) and
+    the first and last ``lags`` values. `diebold_mariano_pooled` of the parts' moments
+    equals `diebold_mariano` of their concatenation; a scorer that returns scalars per
+    fold (scikit-learn's) can so report a DM test over all its folds."""
+    d = np.asarray(d, dtype=np.float64).ravel()
+    lags = int(lags)
+    cross = np.array([float(d[k:] @ d[:len(d) - k]) if k < len(d) else 0.0
+                      for k in range(lags + 1)])
+    return {"n": float(len(d)), "sum": float(d.sum()), "cross": cross,
+            "head": d[:lags].copy(), "tail": d[max(0, len(d) - lags):].copy()}
+
+
+def diebold_mariano_pooled(parts: list[dict], h: int, lags: int) -> DMResult:
+    """`diebold_mariano` of the concatenated parts (in order) from their `dm_moments`."""
+    lags = int(lags)
+    n = int(sum(p["n"] for p in parts))
+    total = float(sum(p["sum"] for p in parts))
+    if n < 2:
+        return DMResult(float("nan"), float("nan"), n, total / n if n else float("nan"))
+    mean = total / n
+    cross = np.sum([p["cross"] for p in parts], axis=0)
+    last = np.array([])  # the newest (up to) lags values of the parts so far
+    first = np.array([])
+    for p in parts:  # products of pairs that straddle a boundary between parts
+        head, count = p["head"], int(p["n"])
+        for k in range(1, lags + 1):
+            for t in range(min(k, len(head))):
+                back = k - t  # steps back from the part's start
+                if back <= len(last):
+                    cross[k] += head[t] * last[-back]
+        whole = head if count <= lags else None
+        last = np.concatenate([last, p["tail"] if whole is None else whole])[-lags:] \
+            if lags else last
+        if len(first) < lags:
+            first = np.concatenate([first, head])[:lags]
+    m = min(lags, n - 1)
+    lrv = (cross[0] - n * mean ** 2) / n
+    for k in range(1, m + 1):
+        centred = (cross[k] - mean * (2 * total - first[:k].sum() - last[len(last) - k:].sum())
+                   + (n - k) * mean ** 2)
+        lrv += 2.0 * (1.0 - k / (lags + 1.0)) * centred / n
+    factor_sq = (n + 1 - 2 * h + h * (h - 1) / n) / n
+    if not lrv > 0 or not factor_sq > 0:
+        return DMResult(float("nan"), float("nan"), n, mean)
+    stat = mean / np.sqrt(lrv / n) * np.sqrt(factor_sq)
+    return DMResult(float(stat), float(2.0 * stats.t.sf(abs(stat), df=n - 1)), n, mean)

@@ -19,17 +19,23 @@ from cbi_toolkit.backtest import backtest
 from cbi_toolkit.calibration import (
     MODEL,
     NET,
+    ONLINE,
     VOL,
+    CalibrationPolicy,
     Combination,
     ShippedModel,
     calibration_for,
+    choose_halflife,
     combination_for,
     combine,
+    residuals,
 )
 from cbi_toolkit.dataset import Samples
-from cbi_toolkit.evaluation import FoldPrediction, calibrations, dm_table, score_folds, summarise
+from cbi_toolkit.evaluation import calibrations, dm_table, score_folds, summarise
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.pipeline import build_baselines, build_pipeline
 from cbi_toolkit.spec import Spec
+from cbi_toolkit.walkforward import DEFAULT_TEST_SIZE
 
 
 @dataclass
@@ -39,7 +45,9 @@ class Assessment:
     against the random walk; ``selection``: the same over the selection folds (None
     without ``test_start``); ``folds``: per fold; ``versus``: the model against every
     baseline; ``combinations``: the combination each fold used; ``predictions``: the
-    out-of-sample predictions of every model; ``calibrations``: per (model, horizon, fold)."""
+    out-of-sample predictions of every model; ``calibrations``: per (model, horizon, fold);
+    ``origins``: the samples' origin dates; ``policy``: how folds were calibrated, with
+    ``halflife_errors`` the selection folds' coverage error per half-life tried."""
 
     spec: Spec
     predictions: list[FoldPrediction]
@@ -51,6 +59,13 @@ class Assessment:
     combinations: dict[tuple[str, int], Combination]
     fit_seconds: dict[str, list[float]]
     final: Pipeline | None = None  # the net fitted on every labelled origin, when asked for
+    origins: pd.DatetimeIndex | None = None
+    policy: CalibrationPolicy = CalibrationPolicy()
+    halflife_errors: dict[str, dict[str, float]] | None = None
+
+    def final_calibration(self, model: str, horizon: str):
+        """The calibration of ``model`` for a fit on every origin: from every residual."""
+        return calibration_for(self.predictions, model, horizon, None, self.origins, self.policy)
 
     def shipped(self) -> ShippedModel:
         """The combination and calibration the final model ships with, from every fold."""
@@ -58,7 +73,12 @@ class Assessment:
         return ShippedModel(
             {h: combination_for(self.predictions, h, None, stride) if spec.forecast.combine
              else Combination(1.0, NET) for h in spec.horizons},
-            {h: calibration_for(self.predictions, MODEL, h, None) for h in spec.horizons})
+            {h: self.final_calibration(MODEL, h) for h in spec.horizons})
+
+    def calibration_all(self) -> dict[str, dict]:
+        """Every model's final calibration, ``{"model/horizon": json}`` (for --evaluate)."""
+        return {f"{m}/{h}": c.to_json() for m in {p.model for p in self.predictions}
+                for h in self.spec.horizons if (c := self.final_calibration(m, h)) is not None}
 
     def weights(self) -> dict[str, list[dict]]:
         """Per horizon, the combination of each fold (for the report and metrics.json)."""
@@ -94,15 +114,41 @@ def assess(spec: Spec, labelled: Samples, verbose: int = 0, checkpoint_dir: Path
     preds, fit_seconds, fitted = backtest(
         spec, labelled, models, checkpoint_dir=checkpoint_dir, on_fold=on_fold,
         final=build_pipeline(spec, verbose=verbose) if final else None)
+    return score_predictions(spec, preds, fit_seconds, labelled.dates, fitted)
+
+
+def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.DatetimeIndex
+                       ) -> tuple[CalibrationPolicy, dict[str, dict[str, float]] | None]:
+    """The spec's calibration with ``halflife: auto`` resolved per horizon on the shipped
+    model's selection folds (`choose_halflife`), and the coverage error of each candidate."""
+    cfg = spec.forecast.calibration
+    if cfg.mode != ONLINE:
+        return CalibrationPolicy(cfg.mode), None
+    if cfg.halflife != "auto":
+        return CalibrationPolicy(ONLINE, {h: cfg.halflife for h in spec.horizons}), None
+    block = spec.validation.test_size or DEFAULT_TEST_SIZE
+    chosen, errors = {}, {}
+    for h in spec.horizons:
+        res = residuals(preds, MODEL, h, origins)
+        chosen[h], errors[h] = choose_halflife(res, block) if res is not None else (None, {})
+    return CalibrationPolicy(ONLINE, chosen), errors
+
+
+def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]],
+                      origins: pd.DatetimeIndex, final: Pipeline | None = None) -> Assessment:
+    """Build the shipped model from the backtest's predictions, calibrate every model and
+    score it (`assess` without the fits; also re-scores a run's saved fold predictions)."""
     stride = spec.validation.stride
     shipped, used = shipped_predictions(preds, spec.forecast.combine, stride)
     preds = shipped + preds
-    fit_seconds[MODEL] = fit_seconds[NET]
-    cals = calibrations(preds)
+    fit_seconds = {**fit_seconds, MODEL: fit_seconds[NET]}
+    policy, errors = calibration_policy(spec, preds, origins)
+    cals = calibrations(preds, origins, policy)
     folds = score_folds(preds, cals)
     summary = summarise(preds, folds, stride=stride, cals=cals)
     summary["fit_seconds"] = summary["model"].map(lambda m: float(np.mean(fit_seconds[m])))
     selection = (summarise(preds, folds, role="selection", stride=stride, cals=cals)
                  if spec.validation.test_start is not None else None)
     return Assessment(spec, preds, cals, folds, summary, selection,
-                      dm_table(preds, stride=stride), used, fit_seconds, fitted)
+                      dm_table(preds, stride=stride), used, fit_seconds, final, origins, policy,
+                      errors)

@@ -22,6 +22,7 @@ from cbi_toolkit.features.params import PARAMS as FEATURES
 from cbi_toolkit.features.params import validate_feature_params
 from cbi_toolkit.sinks.config import DuckDBSinkConfig, SinkConfig
 from cbi_toolkit.sources.config import SourceConfig
+from cbi_toolkit.sources.files import FileSource
 from cbi_toolkit.targets import HORIZONS
 
 
@@ -127,11 +128,52 @@ class ValidationConfig(_Strict):
     stride: int = Field(1, gt=0, description="score every k-th origin of each fold")
 
 
+class CalibrationConfig(_Strict):
+    """How the bands are calibrated (variance scale and conformal quantiles, for the model
+    and every baseline alike; `cbi_toolkit.calibration`)."""
+
+    mode: Literal["fixed", "online"] = Field(
+        "online", description="fixed: fitted once on the selection folds; online: refitted at "
+                              "every fold on every residual realised before its first origin")
+    halflife: int | Literal["auto"] | None = Field(
+        "auto", description="online only: recency half-life of the residuals' weights, in "
+                            "sessions; auto: chosen per horizon on the selection folds; null: "
+                            "every residual weighs the same")
+
+    @field_validator("halflife")
+    @classmethod
+    def _positive_halflife(cls, halflife: Any) -> Any:
+        if isinstance(halflife, int) and not 1 <= halflife <= 25_200:
+            raise ValueError("halflife is a number of sessions from 1 to 25200, 'auto' or null")
+        return halflife
+
+    @model_validator(mode="after")
+    def _halflife_is_online(self) -> CalibrationConfig:
+        if self.mode == "fixed" and "halflife" in self.model_fields_set and self.halflife != "auto":
+            raise ValueError("halflife weighs the residuals of the online calibration; with "
+                             "mode: fixed remove it (or set mode: online)")
+        return self
+
+
 class ForecastConfig(_Strict):
     intervals: Literal["gaussian", "conformal"] = "conformal"
     combine: bool = Field(
         True, description="forecast w*net + (1-w)*random walk with w and the sigma source chosen on "
                           "the selection folds; false: the net alone")
+    calibration: CalibrationConfig = CalibrationConfig()
+
+
+class HistoryConfig(_Strict):
+    """Extra training history for the net: another real series of the target commodity
+    (e.g. the Quandl second month back to 1959) whose windows train the net before the
+    target's own data starts. Returns only: features from its own prices, targets its own
+    forward log returns; never spliced into the target's price level, never in a
+    validation tail or a scored fold."""
+
+    source: FileSource = Field(..., description="a file source whose one column is named as "
+                                                "the target, e.g. {path: zl/..._BO2_daily.csv, "
+                                                "columns: {settle: zl}}")
+    start: date | None = Field(None, description="first date of the history used")
 
 
 class GateConfig(_Strict):
@@ -210,6 +252,10 @@ class Spec(_Strict):
     forecast: ForecastConfig = ForecastConfig()
     gate: GateConfig = GateConfig()
     baselines: list[str] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
+    history: HistoryConfig | None = Field(
+        None, description="extra training history for the net before the target's data "
+                          "(features of the target's own prices only; drivers at the training "
+                          "fold's mean)")
     sink: SinkConfig = Field(default_factory=DuckDBSinkConfig)
     runs_dir: str = "runs"
 
@@ -281,6 +327,9 @@ class Spec(_Strict):
         if self.target not in names:
             raise ValueError(f"target {self.target!r} is not a series named in data "
                              f"(series: {', '.join(names)})")
+        if self.history is not None and list(self.history.source.columns.values()) != [self.target]:
+            raise ValueError(f"history.source.columns must name one series, the target "
+                             f"{self.target!r} (e.g. {{settle: {self.target}}})")
         if self.validation.gap is not None and self.validation.gap < self.max_horizon:
             raise ValueError(f"validation.gap ({self.validation.gap}) must be at least the "
                              f"longest horizon ({self.max_horizon} trading days)")

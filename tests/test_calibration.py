@@ -8,22 +8,30 @@ import pandas as pd
 import pytest
 
 from cbi_toolkit.calibration import (
+    HALFLIVES,
     MODEL,
     NET,
+    ONLINE,
     VOL,
     Calibration,
+    CalibrationPolicy,
     Combination,
     ShippedModel,
     calibration_folds,
+    calibration_for,
     combination_for,
     combine,
     fit_calibration,
     fit_combination,
+    weighted_conformal_scale,
 )
 from cbi_toolkit.evaluation import calibrations
-from cbi_toolkit.metrics import FoldPrediction
+from cbi_toolkit.metrics import FoldPrediction, conformal_scale
+from cbi_toolkit.skill import calibration_policy, score_predictions
+from cbi_toolkit.spec import load_spec
 
 H = 21
+SPEC = "specs/zl_1m_quick.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +86,11 @@ def test_nothing_from_the_test_span_reaches_a_choice(zl):
     for key, cal in cal_a.items():
         if key[2] >= 3:
             assert cal == cal_b[key], key
+    # the online calibration's half-life is chosen on the selection folds only
+    spec, origins = load_spec(SPEC), zl.index
+    shipped_a, shipped_b = combine(preds)[0] + preds, combine(swapped)[0] + swapped
+    policy = calibration_policy(spec, shipped_a, origins)
+    assert policy[0].mode == ONLINE and policy == calibration_policy(spec, shipped_b, origins)
 
 
 def test_combination_weight_follows_skill(zl):
@@ -124,3 +137,73 @@ def test_shipped_model_round_trips_through_meta():
     old = ShippedModel.from_meta({"conformal_scales": {"1m": {"0.8": 1.1, "0.95": 1.9}}})
     mu, sigma, _ = old.apply(["1m"], np.array([0.02]), np.array([0.05]), np.array([0.07]))
     assert mu[0] == pytest.approx(0.02) and sigma[0] == pytest.approx(0.05)
+
+
+def _swap_y(preds: list[FoldPrediction], which, source: pd.DataFrame) -> list[FoldPrediction]:
+    """``preds`` with the outcome at origins where ``which(pred, positions)`` is true replaced
+    by the real ZL outcome two years later (another real outcome, same origin dates)."""
+    later = source["y"].to_numpy()
+    out = []
+    for p in preds:
+        pos = source.index.get_indexer(p.dates)
+        y = np.where(which(p, pos), later[(pos + 500) % len(later)], p.y)
+        out.append(FoldPrediction(p.model, p.fold, p.horizon, y, p.mu, p.sigma, p.price,
+                                  p.dates, p.role))
+    return out
+
+
+@pytest.mark.parametrize("halflife", [None, 252])
+def test_online_calibration_uses_only_realised_residuals(zl, halflife):
+    preds, origins = fold_preds(zl, ROLES), zl.index  # consecutive real sessions
+    policy = CalibrationPolicy(ONLINE, {"1m": halflife})
+    start = 4 * 250  # test fold 4's first origin: a residual counts if its target is realised
+    # before it (origin position + 21 < start); fold 3's last 21 origins are not yet realised
+    def cal(ps, fold=4):
+        return calibration_for(ps, VOL, "1m", fold, origins, policy)
+    base = cal(preds)
+    assert base.n == start - H  # every realised residual, from selection and earlier test folds
+    unrealised = _swap_y(preds, lambda p, pos: pos + H >= start, zl)
+    assert cal(unrealised) == base
+    just_realised = _swap_y(preds, lambda p, pos: pos + H == start - 1, zl)
+    assert cal(just_realised) != base  # the check can fail: the last realised one counts
+    # the final model's calibration uses every residual, the newest included
+    newest = _swap_y(preds, lambda p, pos: pos == pos.max(), zl)
+    assert cal(newest, None) != cal(preds, None) and cal(preds, None).n == len(ROLES) * 250
+
+
+def test_fixed_calibration_skips_unrealised_selection_residuals(zl):
+    preds, origins = fold_preds(zl, ROLES), zl.index
+    fixed = calibration_for(preds, VOL, "1m", 2, origins)  # selection folds 0, 1 before fold 2
+    assert fixed.n == 2 * 250 - H
+    assert calibration_for(preds, VOL, "1m", 4, origins).n == 3 * 250  # the test span: all
+
+
+def test_weighted_conformal_quantile(zl):
+    scores = np.abs(zl["y"].to_numpy() / zl["vol"].to_numpy())[:400]
+    for level in (0.8, 0.95):
+        assert weighted_conformal_scale(scores, np.ones(400), level) == pytest.approx(
+            conformal_scale(scores, np.zeros(400), np.ones(400), level))
+    # weightless scores do not count: {3, 4} and the new point's +inf, a third each
+    scores, weights = np.array([1.0, 2.0, 3.0, 4.0]), np.array([0.0, 0.0, 1.0, 1.0])
+    assert weighted_conformal_scale(scores, weights, 0.3) == 3.0
+    assert weighted_conformal_scale(scores, weights, 0.5) == 4.0
+
+
+def test_scored_folds_and_shipped_model_use_the_online_calibration(zl):
+    spec, origins = load_spec(SPEC), zl.index
+    preds = fold_preds(zl, ROLES)
+    result = score_predictions(spec, preds, {NET: [0.0] * 6, VOL: [0.0] * 6}, origins)
+    halflife = result.policy.halflife["1m"]
+    assert result.policy.mode == ONLINE and halflife in HALFLIVES
+    model = [p for p in result.predictions if p.model == MODEL]
+    pos = np.concatenate([origins.get_indexer(p.dates) for p in model])
+    y, mu, sigma = (np.concatenate([getattr(p, a) for p in model]) for a in ("y", "mu", "sigma"))
+
+    def by_hand(now):
+        ok = pos + H < now
+        w = None if halflife is None else 0.5 ** ((now - pos[ok] - H) / halflife)
+        return fit_calibration(y[ok], mu[ok], sigma[ok], w)
+    for fold in (4, 5):
+        assert result.calibrations[(MODEL, "1m", fold)] == by_hand(fold * 250)
+    assert result.shipped().calibrations["1m"] == by_hand(pos.max() + H + 1)
+    assert set(result.calibration_all()) == {f"{m}/1m" for m in (MODEL, NET, VOL)}

@@ -43,7 +43,7 @@ def _oos(run_dir, horizon="1m") -> pd.DataFrame:
     return oos[(oos["model"] == "model") & (oos["horizon"] == horizon)]
 
 
-def test_scorecard_equals_the_walk_forward_numbers(quick_sink):
+def test_scorecard_equals_the_walk_forward_numbers(quick_sink, data_dir):
     run_dir = quick_sink["runs"][-1]
     oos = _oos(run_dir)
     assert set(oos["series"]) == {"zl"}  # the artifacts carry the series too
@@ -65,12 +65,21 @@ def test_scorecard_equals_the_walk_forward_numbers(quick_sink):
     acc, n = direction_accuracy(y, mu)
     assert sc["direction_hit"].notna().sum() == n
     assert sc["direction_hit"].dropna().astype(float).mean() == pytest.approx(acc)
-    # conformal bands: each fold's calibration from earlier folds only, as the run scored it
+    # conformal bands: each fold's calibration from earlier folds only, as the run scored it;
     preds = [FoldPrediction("model", int(k), "1m", g["y"].to_numpy(), g["mu"].to_numpy(),
                             g["sigma"].to_numpy(), g["price"].to_numpy(),
                             pd.DatetimeIndex(g["origin_date"]), g["role"].iloc[0])
              for k, g in oos.groupby("fold")]
-    cals = calibrations(preds)
+    # the run's calibration: online, on the residuals realised before each fold, its
+    # half-lives as metrics.json records them
+    from cbi_toolkit.backtest import labelled_samples
+    from cbi_toolkit.calibration import CalibrationPolicy
+    from cbi_toolkit.run.prepare import prepare
+
+    recorded = json.loads((run_dir / "metrics.json").read_text())["calibration"]
+    policy = CalibrationPolicy(recorded["mode"], recorded["halflife"])
+    origins = labelled_samples(prepare(load_spec(run_dir / "spec.yaml"), str(data_dir))[1]).dates
+    cals = calibrations(preds, origins, policy)
     for level in LEVELS:
         pct = int(round(level * 100))
         hits = n = 0

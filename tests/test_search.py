@@ -23,6 +23,7 @@ from cbi_toolkit.search import (
     param_grid_for,
     run_search,
 )
+from cbi_toolkit.search.runner import _dm_columns, format_leaderboard
 from cbi_toolkit.spec import DEFAULT_BASELINES, load_spec
 from cbi_toolkit.walkforward import walk_forward
 
@@ -142,7 +143,7 @@ def test_spec_grid_translates_to_gridsearchcv(grid_file, data_dir):
 
 # -- running: sequential, Dask, resume ------------------------------------------
 
-def test_sequential_leaderboard(sequential):
+def test_sequential_leaderboard(sequential, grid_file):
     board = sequential.leaderboard
     assert len(board) == 4 and list(board["rank"]) == [1, 2, 3, 4]
     assert board["mase_1m"].is_monotonic_increasing and np.isfinite(board["mase_1m"]).all()
@@ -153,6 +154,11 @@ def test_sequential_leaderboard(sequential):
     assert list(csv["variant"]) == list(board["variant"])
     assert "mase_1m_std" in csv and "fit_seconds" in csv and "crps_1m" in csv
     assert "rank |" in (out / "leaderboard.md").read_text()
+    # beside MASE, the DM p against the random walk over the selection folds
+    assert list(board.columns).index("dm_p_1m") == list(board.columns).index("mase_1m_std") + 1
+    assert ((board["dm_p_1m"] > 0) & (board["dm_p_1m"] <= 1)).all()
+    assert (np.sign(board["dm_stat_1m"]) == np.sign(board["mase_1m"] - 1)).mean() >= 0.5
+    assert "dm_p_1m" in csv and "DM p" in format_leaderboard(load_grid(grid_file), board)
     best = load_spec(sequential.best_spec_path)  # a complete spec, loads on its own
     assert best.window == board.iloc[0]["window"]
     assert best.model.hidden_dim == board.iloc[0]["model.hidden_dim"]
@@ -207,3 +213,34 @@ def test_interrupted_search_resumes(grid_file, data_dir, sequential, tmp_path):
     (run_dir,) = [d for d in runs.iterdir() if d.is_dir()]
     assert (run_dir / "report.md").is_file() and (run_dir / "metrics.csv").is_file()
     assert load_spec(run_dir / "spec.yaml").name == resumed.best.spec.name
+
+
+def test_leaderboard_dm_equals_the_evaluations(grid_file, data_dir):
+    """The grid's DM p (pooled from the scorer's per-fold moments) is the evaluation's
+    (`summarise` over the selection folds) for the same predictions."""
+    from sklearn.base import clone
+    from sklearn.model_selection import cross_validate
+
+    from cbi_toolkit.evaluation import summarise
+    from cbi_toolkit.metrics import FoldPrediction
+    from cbi_toolkit.pipeline import build_baselines, predict_dist
+
+    spec = load_grid(grid_file).variants[0].spec
+    _, samples = prepare(spec, str(data_dir))
+    lab, stride = labelled_samples(samples), spec.validation.stride
+    cv = walk_forward(spec, len(lab), lab.dates, part="selection")
+    pipe = build_baselines(spec)["ridge"]  # a mean that moves, so the test is not degenerate
+    res = cross_validate(pipe, lab.X, lab.y, cv=cv, scoring=ForecastScorer(lab, stride))
+    folds = [{k.removeprefix("test_"): float(v[i]) for k, v in res.items()
+              if k.startswith("test_dmx_")} for i in range(len(res["fit_time"]))]
+    grid_dm = _dm_columns(folds, ["1m"], stride)
+    preds = []
+    for k, (train, test) in enumerate(cv.split(lab.X)):
+        mu, sigma = predict_dist(clone(pipe).fit(lab.X[train], lab.y[train]), lab.X[test])
+        for name, m in (("ridge", mu[:, 0]), ("random_walk", np.zeros(len(test)))):
+            preds.append(FoldPrediction(name, k, "1m", lab.y[test, 0], m, sigma[:, 0],
+                                        lab.price[test], lab.dates[test], "selection"))
+    row = summarise(preds, role="selection", stride=stride).set_index("model").loc["ridge"]
+    assert np.isfinite(grid_dm["dm_p_1m"]) and row["n"] == sum(len(t) for _, t in cv.split(lab.X))
+    assert grid_dm["dm_p_1m"] == pytest.approx(row["dm_p_abs"], rel=1e-9)
+    assert grid_dm["dm_stat_1m"] == pytest.approx(row["dm_stat_abs"], rel=1e-9)

@@ -11,7 +11,9 @@ from scipy import stats
 
 from cbi_toolkit.significance import (
     diebold_mariano,
+    diebold_mariano_pooled,
     direction_test,
+    dm_moments,
     hln_factor,
     interval_score,
     newey_west_variance,
@@ -83,6 +85,21 @@ def test_dm_hac_lags_change_the_variance_only(data_dir):
     d = a - b
     expected = d.mean() / math.sqrt(newey_west_variance(d, 5) / 300) * hln_factor(300, 1)
     assert hac.stat == pytest.approx(expected, rel=1e-12) and hac.stat != plain.stat
+
+
+@pytest.mark.parametrize("lags", [0, 3, 12])
+@pytest.mark.parametrize("cuts", [[150], [40, 43, 47, 200], [100, 200, 299]])
+def test_dm_pooled_from_parts_equals_dm_of_the_whole(data_dir, lags, cuts):
+    """Moments per part (a grid fold) give the DM test of the concatenation, also when a
+    part is shorter than the lags (its pairs straddle two boundaries)."""
+    a, b = _real_losses(data_dir)
+    a, b = a[-300:], b[-300:]
+    whole = diebold_mariano(a, b, lags + 1, lags=lags)
+    parts = [dm_moments(d, lags) for d in np.split(a - b, cuts)]
+    pooled = diebold_mariano_pooled(parts, lags + 1, lags)
+    assert pooled.n == whole.n == 300
+    assert pooled.stat == pytest.approx(whole.stat, rel=1e-10)
+    assert pooled.p_value == pytest.approx(whole.p_value, rel=1e-8)
 
 
 def test_dm_drops_nan_pairs_and_guards_zero_variance():

@@ -27,7 +27,8 @@ def test_design_sizes_and_extends(specs_dir):
     quick = load_spec(specs_dir / "zl_1m_quick.yaml")
     assert (full.window, full.model.hidden_dim, full.model.num_layers, full.model.num_heads) == \
         (252, 256, 3, 8)
-    assert (full.training.batch_size, full.training.lr, full.training.max_epochs) == (32, 1e-3, 100)
+    assert (full.training.batch_size, full.training.lr, full.training.max_epochs) == (32, 1e-3, 40)
+    assert (full.training.stride, quick.training.stride) == (5, 1)  # the quick net sees every origin
     assert quick.window == 63 and quick.model.hidden_dim == 64
     # inherited, not restated
     assert quick.data == full.data and quick.horizons == ["1m"]
@@ -58,6 +59,12 @@ def base(specs_dir):
     ("features:\n  - rsi: {window: -2}\n", "features (line 2)", "positive integers"),
     ("features:\n  - rsi: {span: 3}\n", "features (line 2)", "unknown parameter 'span'"),
     ("training:\n  device: tpu\n", "training.device (line 3)", "'auto', 'cpu', 'cuda' or 'mps'"),
+    ("forecast:\n  calibration: {mode: rolling}\n", "forecast.calibration.mode (line 3)",
+     "'fixed' or 'online'"),
+    ("forecast:\n  calibration: {halflife: 0}\n", "forecast.calibration.halflife (line 3)",
+     "from 1 to 25200"),
+    ("forecast:\n  calibration: {mode: fixed, halflife: 252}\n", "forecast.calibration (line 3)",
+     "with mode: fixed remove it"),
 ])
 def test_spec_errors_name_file_key_and_line(tmp_path, specs_dir, body, key, words):
     path = write(tmp_path, base(specs_dir) + body)

@@ -86,6 +86,18 @@ class Windows:
             return slice(0, 0)
         return slice(int(self.ends.min()) - self.window + 1, int(self.ends.max()) + 1)
 
+    @staticmethod
+    def concat(first: Windows, second: Windows) -> Windows:
+        """The samples of ``first`` then those of ``second``, over both matrices stacked
+        (no window reaches across: each still reads only its own matrix's rows)."""
+        if first.window != second.window or first.values.shape[1] != second.values.shape[1]:
+            raise ValueError("windows to concatenate need the same window and features")
+        context = (None if first.context is None or second.context is None
+                   else np.concatenate([first.context, second.context]))
+        return Windows(np.concatenate([first.values, second.values]),
+                       np.concatenate([first.ends, second.ends + len(first.values)]),
+                       first.window, context)
+
     def with_values(self, values: np.ndarray) -> Windows:
         return Windows(values, self.ends, self.window, self.context)
 

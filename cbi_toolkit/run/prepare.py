@@ -34,6 +34,10 @@ def data_summary(spec: Spec, report: DataReport, samples: Samples) -> str:
     ]
     dropped = report.dropped or {"(none)": 0}
     lines.append("rows dropped: " + "; ".join(f"{rule}: {n}" for rule, n in dropped.items()))
+    if samples.history is not None:
+        h = samples.history
+        lines.append(f"history (net training only): {len(h)} windows {h.dates[0]:%Y-%m-%d} .. "
+                     f"{h.dates[-1]:%Y-%m-%d} from {spec.history.source.label}")
     return "\n".join(lines)
 
 

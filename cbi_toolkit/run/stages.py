@@ -15,7 +15,7 @@ import pandas as pd
 from cbi_toolkit import track_record
 from cbi_toolkit.artifacts import save_pipeline
 from cbi_toolkit.backtest import labelled_samples
-from cbi_toolkit.calibration import NET, VOL, calibration_for
+from cbi_toolkit.calibration import NET, VOL
 from cbi_toolkit.checkpoint import CHECKPOINTS, bind_run, data_digest, record_files
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import CbiError, StorageError
@@ -127,6 +127,7 @@ def _run_stages(spec: Spec, samples: Samples, options: RunOptions, data_text: st
     selection, versus, weights = result.selection, result.versus, result.weights()
     notes = {h: combination_line(weights[h], spec.forecast.combine) for h in spec.horizons}
     events.assessed(summary, spec.horizons, notes)
+    events.note(result.policy.describe())
     _write_csv(run_dir / "metrics_folds.csv", folds)
     _write_csv(run_dir / "metrics.csv", summary)
     _write_csv(run_dir / "metrics_dm.csv", versus)
@@ -135,6 +136,7 @@ def _run_stages(spec: Spec, samples: Samples, options: RunOptions, data_text: st
         "summary": summary.to_dict(orient="records"), "folds": folds.to_dict(orient="records"),
         "selection_summary": None if selection is None else selection.to_dict(orient="records"),
         "diebold_mariano": versus.to_dict(orient="records"), "combination": weights,
+        "calibration": result.policy.to_json() | {"halflife_errors": result.halflife_errors},
         "gate": {"passed": not failures, "failures": failures},
     }, indent=2, default=str))
     _write_csv(run_dir / "oos_predictions.csv", pd.DataFrame(
@@ -157,9 +159,7 @@ def _run_stages(spec: Spec, samples: Samples, options: RunOptions, data_text: st
         "feature_names": samples.feature_names, "horizons": samples.horizons,
         "window": spec.window, "intervals": spec.forecast.intervals,
         **shipping.to_meta(),
-        "calibration_all": {f"{m}/{h}": c.to_json() for m in {p.model for p in preds}
-                            for h in spec.horizons
-                            if (c := calibration_for(preds, m, h, None)) is not None},
+        "calibration_all": result.calibration_all(),
         "train_end": f"{labelled.dates[-1]:%Y-%m-%d}",
         "gate_passed": not failures,
         "spec_digest": spec_digest(spec), "data_digest": data_digest(samples),

@@ -16,11 +16,13 @@ from cbi_toolkit.compute import execution
 from cbi_toolkit.errors import CbiError
 from cbi_toolkit.search.grid import Grid, Variant
 from cbi_toolkit.search.scoring import (
+    DM_PREFIX,
     METRICS,
     ChunkedGridSearchCV,
     ForecastScorer,
     group_key,
     param_grid_for,
+    pooled_dm,
 )
 from cbi_toolkit.search.store import RESULTS_FILE, STORE_VERSION, append_row, load_store
 from cbi_toolkit.spec import Spec
@@ -145,15 +147,20 @@ def baseline_scores(grid: Grid, group: _Group) -> pd.DataFrame:
     samples = group.samples
     cv = walk_forward(group.spec, len(samples), samples.dates, part="selection")
     rows = []
+    stride = group.spec.validation.stride
     for name, pipe in build_baselines(group.spec).items():
-        res = cross_validate(pipe, samples.X, samples.y, cv=cv, scoring=ForecastScorer(samples),
-                             n_jobs=1, error_score="raise")
+        res = cross_validate(pipe, samples.X, samples.y, cv=cv,
+                             scoring=ForecastScorer(samples, stride), n_jobs=1,
+                             error_score="raise")
         row: dict[str, Any] = {"model": name}
         for m in METRICS:
             key = f"test_{m}_{grid.horizon}"
             row[f"{m}_{grid.horizon}"] = float(np.mean(res[key]))
             if m != "direction_n":
                 row[f"{m}_{grid.horizon}_std"] = float(np.std(res[key]))
+        folds = [{k.removeprefix("test_"): float(v[i]) for k, v in res.items()
+                  if k.startswith(f"test_{DM_PREFIX}")} for i in range(len(res["fit_time"]))]
+        row.update(_dm_columns(folds, [grid.horizon], stride))
         row["fit_seconds"] = float(np.mean(res["fit_time"]))
         rows.append(row)
     return pd.DataFrame(rows)
@@ -167,7 +174,7 @@ def make_search(spec: Spec, samples, variant_specs: Sequence[Spec], n_jobs: int 
 
     return ChunkedGridSearchCV(
         build_pipeline(variant_specs[0], verbose=0), param_grid_for(variant_specs),
-        scoring=ForecastScorer(samples),
+        scoring=ForecastScorer(samples, spec.validation.stride),
         cv=walk_forward(spec, len(samples), samples.dates, part="selection"), n_jobs=n_jobs,
         refit=False, error_score="raise", chunk_size=chunk_size)
 
@@ -192,10 +199,25 @@ def _row(grid: Grid, v: Variant, results: dict, i: int, n_splits: int, fingerpri
     }
     names = sorted({k.removeprefix("mean_test_") for k in results if k.startswith("mean_test_")})
     for name in names:
+        if name.startswith(DM_PREFIX):
+            continue  # moments of the DM test, pooled below
         row[name] = float(results[f"mean_test_{name}"][i])
         row[f"{name}_std"] = float(results[f"std_test_{name}"][i])
         row[f"{name}_folds"] = [float(results[f"split{k}_test_{name}"][i]) for k in range(n_splits)]
+    folds = [{name: float(results[f"split{k}_test_{name}"][i]) for name in names
+              if name.startswith(DM_PREFIX)} for k in range(n_splits)]
+    row.update(_dm_columns(folds, g.samples.horizons, g.spec.validation.stride))
     return row
+
+
+def _dm_columns(folds: list[dict[str, float]], horizons, stride: int) -> dict[str, float]:
+    """``dm_stat_{h}``, ``dm_p_{h}``: Diebold-Mariano against the random walk over every
+    selection fold (absolute price errors; ``dm_stat > 0``: worse than the random walk)."""
+    out = {}
+    for h in horizons:
+        dm = pooled_dm(folds, h, stride)
+        out[f"dm_stat_{h}"], out[f"dm_p_{h}"] = dm.stat, dm.p_value
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -207,7 +229,8 @@ def _plain(value: Any) -> Any:
 
 def leaderboard(grid: Grid, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """One row per variant, best first: grid values, every metric's mean over folds
-    and its fold spread (``_std``), fit time per fold."""
+    and its fold spread (``_std``), beside MASE the Diebold-Mariano p (and statistic)
+    against the random walk pooled over the selection folds, fit time per fold."""
     metric = f"{grid.config.metric}_{grid.horizon}"
     records = []
     for r in rows:
@@ -221,6 +244,9 @@ def leaderboard(grid: Grid, rows: list[dict[str, Any]]) -> pd.DataFrame:
                 rec[f"{m}_{h}"] = r[f"{m}_{h}"]
                 if m != "direction_n":
                     rec[f"{m}_{h}_std"] = r[f"{m}_{h}_std"]
+                if m == "mase":  # its significance beside it (a row stored before: nan)
+                    rec[f"dm_p_{h}"] = r.get(f"dm_p_{h}", float("nan"))
+                    rec[f"dm_stat_{h}"] = r.get(f"dm_stat_{h}", float("nan"))
         rec.update({k: r[k] for k in ("fit_seconds", "fit_seconds_std", "folds", "origins",
                                       "first_origin", "last_origin")})
         rec["torch_threads"] = int(r.get("torch_threads", 0))
@@ -246,9 +272,9 @@ def format_leaderboard(grid: Grid, board: pd.DataFrame) -> str:
     metric = grid.config.metric
     show[f"{metric} {h}"] = [f"{m:.4f} ± {s:.4f}" for m, s in
                              zip(board[f"{metric}_{h}"], board[f"{metric}_{h}_std"], strict=True)]
-    for m in ("mase", "mae", "direction", "coverage_80", "crps"):
+    for m in ("mase", "dm_p", "mae", "direction", "coverage_80", "crps"):
         if m != metric:
-            show[m] = board[f"{m}_{h}"].map(lambda x: f"{x:.4f}")
+            show["DM p" if m == "dm_p" else m] = board[f"{m}_{h}"].map(lambda x: f"{x:.4f}")
     show["fit s/fold"] = board["fit_seconds"].map(lambda x: f"{x:.1f}")
     return show.to_string(index=False)
 
@@ -262,8 +288,9 @@ def write_outputs(grid: Grid, board: pd.DataFrame, best: Variant, out: Path,
             f"ranked by mean {metric} on {h} over {int(board['folds'].iloc[0])} walk-forward "
             f"folds ({'higher' if grid.config.greater_is_better else 'lower'} is better); "
             f"{int(board['origins'].iloc[0])} labelled origins {board['first_origin'].iloc[0]} .. "
-            f"{board['last_origin'].iloc[0]}. `_std` is the spread over folds; fit_seconds per "
-            "fold.\n\n")
+            f"{board['last_origin'].iloc[0]}. `_std` is the spread over folds; `dm_p` the "
+            "Diebold-Mariano p against the random walk over all folds' origins (`dm_stat` > 0: "
+            "worse than it); fit_seconds per fold.\n\n")
     refs = ("\n## Baselines on the same folds\n\n"
             + baselines.to_markdown(index=False, floatfmt=".4f") + "\n")
     (out / "leaderboard.md").write_text(head + board.to_markdown(index=False, floatfmt=".4f")

@@ -11,8 +11,9 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from cbi_toolkit.errors import CbiError
-from cbi_toolkit.evaluation import score
+from cbi_toolkit.evaluation import dm_lags, score
 from cbi_toolkit.metrics import FoldPrediction
+from cbi_toolkit.significance import DMResult, diebold_mariano_pooled, dm_moments
 from cbi_toolkit.spec import Spec, spec_fingerprint
 
 #: Metrics of `evaluation.score` the scorer reports per horizon.
@@ -61,20 +62,28 @@ def param_grid_for(specs: Sequence[Spec]) -> list[dict[str, list[Any]]]:
     return grid
 
 
+#: prefix of the scorer's Diebold-Mariano moments (`significance.dm_moments` as scalars)
+DM_PREFIX = "dmx_"
+
+
 class ForecastScorer:
     """sklearn multi-metric scorer: every `evaluation.score` metric per horizon
-    (``mase_1m``...), MASE against the random walk on the same test fold.
+    (``mase_1m``...), MASE against the random walk on the same test fold, and the fold's
+    Diebold-Mariano moments against the random walk (``dmx_*``; `pooled_dm` turns the
+    folds' moments into the DM test over all of them, as the evaluation pools its folds).
 
     The price at each test origin comes from ``price_by_row[X.ends]``: a window's
-    origin row in the feature matrix identifies the origin."""
+    origin row in the feature matrix identifies the origin. ``stride``: the folds score
+    every ``stride``-th origin (the spec's ``validation.stride``), which sets the DM lags."""
 
-    def __init__(self, samples):
+    def __init__(self, samples, stride: int = 1):
         n_rows = len(samples.X.values)
         self.price_by_row = np.full(n_rows, np.nan)
         self.price_by_row[samples.X.ends] = samples.price
         self.date_by_row = np.zeros(n_rows, dtype="datetime64[ns]")
         self.date_by_row[samples.X.ends] = samples.dates.values
         self.horizons = list(samples.horizons)
+        self.stride = stride
 
     def __call__(self, estimator, X, y) -> dict[str, float]:
         import torch
@@ -88,14 +97,49 @@ class ForecastScorer:
         out: dict[str, float] = {}
         for j, horizon in enumerate(self.horizons):
             known = np.isfinite(y[:, j])  # horizon mask: near the data's end a long target is unknown
+            lags = dm_lags(horizon, self.stride)
             if not known.any():
                 out.update({f"{m}_{horizon}": float("nan") for m in METRICS})
+                out.update(_dm_scalars(np.array([]), lags, horizon))
                 continue
             row = score(FoldPrediction("model", 0, horizon, y[known, j], mu[known, j],
                                        sigma[known, j], price[known], dates[known]))
             out.update({f"{m}_{horizon}": float(row[m]) for m in METRICS})
+            p, actual = price[known], price[known] * np.exp(y[known, j])
+            d = np.abs(actual - p * np.exp(mu[known, j])) - np.abs(actual - p)
+            out.update(_dm_scalars(d, lags, horizon))
         out["torch_threads"] = float(torch.get_num_threads())
         return out
+
+
+def _dm_scalars(d: np.ndarray, lags: int, horizon: str) -> dict[str, float]:
+    """`dm_moments` of one fold as a fixed set of scalars (head and tail NaN-padded)."""
+    m = dm_moments(d, lags)
+    out = {f"{DM_PREFIX}n_{horizon}": m["n"], f"{DM_PREFIX}sum_{horizon}": m["sum"]}
+    out.update({f"{DM_PREFIX}cross{k}_{horizon}": float(v) for k, v in enumerate(m["cross"])})
+    for part in ("head", "tail"):
+        padded = np.full(lags, np.nan)
+        padded[:len(m[part])] = m[part]
+        out.update({f"{DM_PREFIX}{part}{i}_{horizon}": float(v) for i, v in enumerate(padded)})
+    return out
+
+
+def pooled_dm(folds: list[dict[str, float]], horizon: str, stride: int) -> DMResult:
+    """Diebold-Mariano test (absolute price errors, HLN, ceil(h / stride) - 1 lags) of the
+    scored model against the random walk over every fold, from the scorer's ``dmx_*``
+    values of each fold in time order: the same number `evaluation.summarise` gives
+    for the same predictions."""
+    lags = dm_lags(horizon, stride)
+    parts = []
+    for f in folds:
+        n = int(f[f"{DM_PREFIX}n_{horizon}"])
+        keep = min(n, lags)
+        parts.append({
+            "n": n, "sum": f[f"{DM_PREFIX}sum_{horizon}"],
+            "cross": np.array([f[f"{DM_PREFIX}cross{k}_{horizon}"] for k in range(lags + 1)]),
+            **{part: np.array([f[f"{DM_PREFIX}{part}{i}_{horizon}"] for i in range(keep)])
+               for part in ("head", "tail")}})
+    return diebold_mariano_pooled(parts, lags + 1, lags)
 
 
 class ChunkedGridSearchCV(GridSearchCV):
