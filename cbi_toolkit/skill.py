@@ -90,6 +90,13 @@ def assess(spec: Spec, labelled: Samples, verbose: int = 0, checkpoint_dir: Path
     models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
     preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoint_dir,
                                   on_fold=on_fold)
+    return scored(spec, preds, fit_seconds)
+
+
+def scored(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]]
+           ) -> Assessment:
+    """The shipped model's predictions from the net's, calibrations, and every metric, from
+    the out-of-sample predictions of the net and the baselines on the spec's folds."""
     stride = spec.validation.stride
     shipped, used = shipped_predictions(preds, spec.forecast.combine, stride)
     preds = shipped + preds
