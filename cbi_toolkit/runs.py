@@ -71,6 +71,10 @@ def prepare(spec: Spec, data_dir: str | None, allow_ended: bool = False
 
 
 def run_cli(spec: Spec, args: argparse.Namespace) -> int:
+    if spec.targets:  # one pooled model for several commodities
+        from cbi_toolkit.pooled_run import run_pooled_cli
+
+        return run_pooled_cli(spec, args)
     report, samples = prepare(spec, args.data_dir)
     text = data_summary(spec, report, samples)
     print(text)
