@@ -227,3 +227,20 @@ def _write_overview(path: Path, spec: Spec, run_id: str, version: str,
               + ", ".join(f"[{c}](report_{c}.md)" for c in result.series), ""]
     path.write_text("\n".join(lines))
 
+
+
+def refuse_pooled_run(run_dir: str, flag: str) -> None:
+    """``--predict``, ``--evaluate`` and ``--resume`` read a single-commodity run folder;
+    a pooled one is refused by name instead of being taken for a run of its first target."""
+    from cbi_toolkit.errors import ArtifactError
+    from cbi_toolkit.spec import load_spec
+
+    path = Path(run_dir) / "spec.yaml"
+    try:
+        spec = load_spec(path) if path.is_file() else None
+    except CbiError:  # the command's own checks report it
+        return
+    if spec is not None and spec.targets:
+        raise ArtifactError(f"{run_dir}: a pooled run ({', '.join(spec.targets)}); {flag} works "
+                            "on single-commodity runs only; run `cbi-run SPEC` again (a finished "
+                            "run's forecasts: `cbi-run --sink-only RUN_DIR`)")

@@ -159,3 +159,8 @@ def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_
     table = pd.read_csv(run / "comparison.csv")
     assert list(table["series"]) == TARGETS
     assert table[["model_mase", "single_model_mase", "net_mase", "single_net_mase"]].notna().all().all()
+    # a pooled run folder: --sink-only writes the same rows elsewhere, --predict is refused
+    other = tmp_path / "g.duckdb"
+    assert main(["--sink-only", str(run), "--sink", f"duckdb://{other}"]) == 0
+    assert sorted(DuckDBSink(other).read_all()["series"]) == sorted(TARGETS)
+    assert main(["--predict", str(run), "--data-dir", str(data_dir)]) == 2
