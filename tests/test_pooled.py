@@ -133,15 +133,19 @@ def test_target_alone_is_one_commodity_and_targets_sets_target(specs_dir):
     assert sub.target == "zl" and sub.targets is None and sub.window == spec.window
 
 
-def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_dir):
-    db = tmp_path / "f.duckdb"
+def run_args(tmp_path, specs_dir, data_dir, db):
     args = [str(specs_dir / "soy_complex_1m_quick.yaml"), "--data-dir", str(data_dir), "-q",
             "--runs-dir", str(tmp_path / "runs"), "--sink", f"duckdb://{db}",
             "--set", "gate.worse_p=null", "--set", "gate.coverage_80=null",
             "--set", "gate.coverage_95=null", "--set", "baselines=[random_walk, vol_random_walk]"]
     for key, value in TINY.items():
         args += ["--set", f"{key}={value}"]
-    assert main(args) == 0
+    return args
+
+
+def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_dir):
+    db = tmp_path / "f.duckdb"
+    assert main(run_args(tmp_path, specs_dir, data_dir, db)) == 0
     sink = DuckDBSink(db)
     predictions = sink.read("predictions")
     forecasts = predictions[predictions["kind"] == "forecast"]
@@ -164,3 +168,26 @@ def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_
     assert main(["--sink-only", str(run), "--sink", f"duckdb://{other}"]) == 0
     assert sorted(DuckDBSink(other).read_all()["series"]) == sorted(TARGETS)
     assert main(["--predict", str(run), "--data-dir", str(data_dir)]) == 2
+
+
+def test_the_gate_holds_back_only_the_commodity_that_fails(tmp_path, specs_dir, data_dir,
+                                                          monkeypatch):
+    import cbi_toolkit.pooled_run as pooled_run
+
+    real = pooled_run.check_gate
+    calls = []
+
+    def gate(config, summary, intervals):  # the second commodity (ZS) fails its gate
+        calls.append(len(calls))
+        return real(config, summary, intervals) + (["1m: failed here"] if len(calls) == 2 else [])
+
+    monkeypatch.setattr(pooled_run, "check_gate", gate)
+    db = tmp_path / "f.duckdb"
+    assert main(run_args(tmp_path, specs_dir, data_dir, db)) == 3
+    sink = DuckDBSink(db)
+    assert sorted(sink.read_all()["series"]) == ["zl", "zm"]
+    runs = sink.read("runs").set_index("series")
+    assert not runs.loc["zs", "gate_passed"] and runs.loc["zl", "gate_passed"]
+    assert "failed here" in runs.loc["zs", "gate_failures"]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert list(pd.read_csv(run / "forecasts_held.csv")["series"]) == ["zs"]
