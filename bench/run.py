@@ -330,7 +330,7 @@ def bench_folds(spec, samples, quick: bool, threads: int, precision: str) -> dic
         s = base.model_copy(update={"validation": base.validation.model_copy(update=upd)})
         models = {"model": build_pipeline(s, verbose=0), **build_baselines()}
         start = time.perf_counter()
-        preds, seconds = backtest(s, samples, models)
+        preds, seconds, _ = backtest(s, samples, models)
         wall = time.perf_counter() - start
         summ = summarise(preds, score_folds(preds))
         row = summ[summ["model"] == "model"].iloc[0]
@@ -359,6 +359,39 @@ def bench_run(spec_path: Path, data_dir: str | None, extra: list[str]) -> dict:
     return {"cmd": " ".join(cmd[2:]), "exit_code": proc.returncode, "wall_s": round(wall, 1),
             "peak_rss_mb": round(max(child_rss, before) / 1024.0, 1), "load": load(),
             "stderr_tail": proc.stderr[-400:] if proc.returncode not in (0, 3) else ""}
+
+
+# today's path: one process, every training origin each epoch, the learning rate warmed up
+# over 10% of max_epochs worth of steps then cosine to 0 at max_epochs (100 epochs)
+OLD_PATH = {"training.n_jobs": 1, "training.stride": 1, "training.lr_schedule": "cosine",
+            "training.warmup": 0.1, "training.max_epochs": 100, "training.patience": 10}
+
+
+def bench_design_fold(spec, samples, threads: int, fold: int = 0) -> dict:
+    """One design-size walk-forward fold (fit + its out-of-sample MASE), today's path
+    against the new default, in this process, one after the other."""
+    from cbi_toolkit.evaluation import FoldPrediction, score
+    from cbi_toolkit.walkforward import walk_forward
+
+    folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))
+    f = folds[fold]
+    out = {"fold": fold, "train_origins": len(f.train), "test_origins": len(f.test)}
+    for name, over in (("new", {}), ("old", OLD_PATH)):
+        s = spec.model_copy(update={"training": spec.training.model_copy(update={
+            **{k.split(".")[1]: v for k, v in over.items()}, "threads": threads, "device": "cpu"})})
+        pipe = build_pipeline(s, verbose=0)
+        start = time.perf_counter()
+        pipe.fit(samples.X[f.train], samples.y[f.train])
+        wall = time.perf_counter() - start
+        mu = pipe.predict(samples.X[f.test])[:, 0]
+        pred = FoldPrediction(name, fold, spec.horizons[0], samples.y[f.test, 0], mu,
+                              np.ones_like(mu), samples.price[f.test], samples.dates[f.test], f.role)
+        out[name] = {"fit_s": round(wall, 1), "epochs": len(pipe[-1].history),
+                     "mase": round(float(score(pred)["mase"]), 4),
+                     "crps": round(float(score(pred)["crps"]), 5), "load": load()}
+        print(name, json.dumps(out[name]), flush=True)
+    out["fold_speedup"] = round(out["old"]["fit_s"] / out["new"]["fit_s"], 2)
+    return out
 
 
 def extrapolate_design(spec, samples, samples_per_s: float) -> dict:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from cbi_toolkit import track_record
 from cbi_toolkit.artifacts import load_pipeline, save_pipeline
-from cbi_toolkit.backtest import labelled_samples, with_epoch_checkpoint
+from cbi_toolkit.backtest import labelled_samples
 from cbi_toolkit.calibration import (
     NET,
     VOL,
@@ -33,7 +33,7 @@ from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import ArtifactError, CbiError, SinkError, StorageError
 from cbi_toolkit.evaluation import FoldPrediction, format_table, summarise
 from cbi_toolkit.forecast import forecast_frame
-from cbi_toolkit.pipeline import build_pipeline, predict_dist
+from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.progress import FoldProgress
 from cbi_toolkit.report import plot_coverage, plot_fan, plot_forecasts, plot_skill, write_report
 from cbi_toolkit.runs import prepare
@@ -115,8 +115,11 @@ def read_status(run_dir: Path) -> dict:
 
 
 def spec_digest(spec: Spec) -> str:
-    """sha256 of the resolved spec, less what does not change the model."""
-    doc = json.loads(spec.model_dump_json(exclude={"sink", "runs_dir", "description"}))
+    """sha256 of the resolved spec, less what does not change the model (where it is
+    written, and where its fits run)."""
+    doc = json.loads(spec.model_dump_json(exclude={
+        "sink": True, "runs_dir": True, "description": True,
+        "training": {"n_jobs", "scheduler"}}))
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -363,7 +366,9 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
     labelled = labelled_samples(samples)
     checkpoints = run_dir / CHECKPOINTS
 
-    result = assess(spec, labelled, verbose, checkpoints, FoldProgress(log))
+    print(f"walk-forward and the final fit on {len(labelled)} labelled origins "
+          f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
+    result = assess(spec, labelled, verbose, checkpoints, FoldProgress(log), final=True)
     preds, cals, folds, summary = (result.predictions, result.calibrations, result.folds,
                                    result.summary)
     selection, versus, weights = result.selection, result.versus, result.weights()
@@ -386,10 +391,7 @@ def _run_stages(spec: Spec, samples: Samples, args: argparse.Namespace, data_tex
                                                             strict=True)]
                  ).to_csv(run_dir / "oos_predictions.csv", index=False)
 
-    print(f"final fit on {len(labelled)} labelled origins "
-          f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
-    pipe = with_epoch_checkpoint(build_pipeline(spec, verbose=verbose), checkpoints / "fit-final")
-    pipe.fit(labelled.X, labelled.y)
+    pipe = result.final
     shipping = result.shipped()
     forecasts = forecast_latest(pipe, samples, spec.forecast.intervals, shipping, version, run_id,
                                 spec.target)

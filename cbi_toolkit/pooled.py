@@ -115,7 +115,7 @@ def assess_pooled(spec: Spec, pooled: PooledSamples, verbose: int = 0, single: b
         models = dict(baselines_for(sub))
         if single:
             models[SINGLE] = build_pipeline(sub, verbose=verbose)
-        preds, seconds = backtest(sub, pooled.members[c], models)
+        preds, seconds, _ = backtest(sub, pooled.members[c], models)
         if single:
             as_net = _renamed(preds, SINGLE, NET) + [p for p in preds if p.model == VOL]
             preds += _renamed(shipped_predictions(as_net, sub.forecast.combine, stride)[0],

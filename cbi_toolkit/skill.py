@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.backtest import backtest
 from cbi_toolkit.calibration import (
@@ -49,6 +50,7 @@ class Assessment:
     versus: pd.DataFrame
     combinations: dict[tuple[str, int], Combination]
     fit_seconds: dict[str, list[float]]
+    final: Pipeline | None = None  # the net fitted on every labelled origin, when asked for
 
     def shipped(self) -> ShippedModel:
         """The combination and calibration the final model ships with, from every fold."""
@@ -85,16 +87,18 @@ def shipped_predictions(preds: list[FoldPrediction], combine_net: bool, stride: 
 
 
 def assess(spec: Spec, labelled: Samples, verbose: int = 0, checkpoint_dir: Path | None = None,
-           on_fold: Callable[[int, int], None] | None = None) -> Assessment:
-    """Backtest the spec's net and baselines on ``labelled`` samples and score them."""
+           on_fold: Callable[[int, int], None] | None = None, final: bool = False) -> Assessment:
+    """Backtest the spec's net and baselines on ``labelled`` samples and score them;
+    with ``final``, also fit the net on all of them (beside the folds, in parallel)."""
     models = {NET: build_pipeline(spec, verbose=verbose), **baselines_for(spec)}
-    preds, fit_seconds = backtest(spec, labelled, models, checkpoint_dir=checkpoint_dir,
-                                  on_fold=on_fold)
-    return scored(spec, preds, fit_seconds)
+    preds, fit_seconds, fitted = backtest(
+        spec, labelled, models, checkpoint_dir=checkpoint_dir, on_fold=on_fold,
+        final=build_pipeline(spec, verbose=verbose) if final else None)
+    return scored(spec, preds, fit_seconds, fitted)
 
 
-def scored(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]]
-           ) -> Assessment:
+def scored(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]],
+           final: Pipeline | None = None) -> Assessment:
     """The shipped model's predictions from the net's, calibrations, and every metric, from
     the out-of-sample predictions of the net and the baselines on the spec's folds."""
     stride = spec.validation.stride
@@ -108,4 +112,4 @@ def scored(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[
     selection = (summarise(preds, folds, role="selection", stride=stride, cals=cals)
                  if spec.validation.test_start is not None else None)
     return Assessment(spec, preds, cals, folds, summary, selection,
-                      dm_table(preds, stride=stride), used, fit_seconds)
+                      dm_table(preds, stride=stride), used, fit_seconds, final)

@@ -80,13 +80,34 @@ class TrainingConfig(_Strict):
     max_epochs: int = Field(100, gt=0, le=100_000)
     patience: int = Field(10, gt=0, le=100_000)
     grad_clip: float = Field(1.0, gt=0)
-    warmup: float = Field(0.1, ge=0, lt=1)
+    lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau", description="plateau: linear warm-up over warmup_steps optimizer steps, then the "
+                               "rate halved after 2 epochs without a better validation loss; "
+                               "cosine: warm-up over a warmup fraction of max_epochs, cosine to 0")
+    warmup: float = Field(0.1, ge=0, lt=1, description="cosine schedule: warm-up fraction of all steps")
+    warmup_steps: int = Field(25, ge=0, le=1_000_000,
+                              description="plateau schedule: warm-up length in optimizer steps")
+    stride: int = Field(1, gt=0, le=252, description="each epoch trains on every k-th training "
+                        "origin from a random phase; the validation tail stays whole")
     valid_fraction: float = Field(0.1, gt=0, lt=0.5)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"
     threads: Literal["auto"] | int | None = Field(
         None, description="torch intra-op threads while training: a number, auto, or torch's default")
     seed: int = 0
+    n_jobs: Literal["auto"] | int = Field(
+        "auto", description="worker processes (one torch thread each) for the independent fits: "
+                            "walk-forward refits and the final fit; auto: one per core; 1: in this "
+                            "process with `threads` threads")
+    scheduler: str | None = Field(
+        None, description="a Dask scheduler address (tcp://host:8786): the fits run on its workers")
+
+    @field_validator("n_jobs")
+    @classmethod
+    def _positive_jobs(cls, n_jobs: Any) -> Any:
+        if isinstance(n_jobs, int) and n_jobs < 1:
+            raise ValueError("n_jobs must be a positive integer or 'auto'")
+        return n_jobs
 
     @field_validator("threads")
     @classmethod

@@ -33,7 +33,9 @@ SMALL_SPEC = {
     "horizons": ["1w"],
     "window": 20,
     "model": {"hidden_dim": 8, "num_heads": 2, "num_layers": 1},
-    "training": {"max_epochs": 2, "batch_size": 128, "device": "cpu", "patience": 5},
+    # in this process: the fault tests stop it inside a given fold (test_parallel_fits.py
+    # interrupts a run whose fits run in worker processes)
+    "training": {"max_epochs": 2, "batch_size": 128, "device": "cpu", "patience": 5, "n_jobs": 1},
     "validation": {"n_splits": 2},
     "gate": {"max_mase": None, "worse_p": None, "coverage_80": None, "coverage_95": None},
 }

@@ -95,8 +95,11 @@ def test_scaled_module_is_the_pipeline(pipe, samples):
 # warm start and refit_every in the walk-forward loop
 
 def _fold_spec(spec, **validation):
-    return spec.model_copy(update={"validation": spec.validation.model_copy(update={
-        "n_splits": 3, "test_size": 40, "test_start": None, "stride": 1, **validation})})
+    """Three small folds, fitted in this process (the tests watch the fits)."""
+    return spec.model_copy(update={
+        "validation": spec.validation.model_copy(update={
+            "n_splits": 3, "test_size": 40, "test_start": None, "stride": 1, **validation}),
+        "training": spec.training.model_copy(update={"n_jobs": 1})})
 
 
 def test_warm_start_from_copies_weights(pipe, samples):
@@ -135,7 +138,7 @@ def test_warm_start_fold_starts_from_previous_fold(spec, samples, monkeypatch):
 
     monkeypatch.setattr(Pipeline, "fit", counting_fit)
     net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
-    preds, seconds = backtest_mod.backtest(
+    preds, seconds, _ = backtest_mod.backtest(
         _fold_spec(spec, warm_start=True, warm_epochs=1), samples, {"model": net})
     assert len(fits) == 3 and len(starts) == 2
     # fold 2 started from fold 1's final weights
@@ -156,7 +159,7 @@ def test_refit_every_fits_fewer_times(spec, samples, monkeypatch):
 
     monkeypatch.setattr(Pipeline, "fit", counting_fit)
     net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
-    preds, seconds = backtest_mod.backtest(_fold_spec(spec, refit_every=2), samples,
+    preds, seconds, _ = backtest_mod.backtest(_fold_spec(spec, refit_every=2), samples,
                                            {"model": net})
     assert len(fits) == 2  # folds 0 and 2 of 3
     assert seconds["model"][1] == 0.0 and len(seconds["model"]) == 3
@@ -263,11 +266,11 @@ def test_warm_start_with_fold_checkpoints(spec, samples, tmp_path, monkeypatch):
     monkeypatch.setattr(ForecastRegressor, "warm_start_from", spy)
     net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
     s = _fold_spec(spec, warm_start=True, warm_epochs=1)
-    preds, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
+    preds, _, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
     assert len(starts) == 2 and all(np.isfinite(p.mu).all() for p in preds)
     # fold checkpoints do not hold the weights a warm start chains on: a resumed
     # warm-started backtest refits from fold 0 and gives the same predictions
-    again, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
+    again, _, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
     assert len(starts) == 4
     for a, b in zip(preds, again, strict=True):
         np.testing.assert_allclose(a.mu, b.mu)

@@ -310,10 +310,10 @@ def _compare_resumed_backtest(small, tmp_path, validation):
     def models():
         return {"model": build_pipeline(spec, verbose=0), **build_baselines()}
 
-    full, _ = backtest(spec, labelled, models(), checkpoint_dir=tmp_path / "a")
+    full, _, _ = backtest(spec, labelled, models(), checkpoint_dir=tmp_path / "a")
     for k in (1, 2):                                    # killed during fold 1 (reuses fold 0's)
         (tmp_path / "a" / f"fold-{k}.json").unlink()
-    resumed, _ = backtest(spec, labelled, models(), checkpoint_dir=tmp_path / "a")
+    resumed, _, _ = backtest(spec, labelled, models(), checkpoint_dir=tmp_path / "a")
     assert len(full) == len(resumed)
     for a, b in zip(full, resumed, strict=True):
         assert (a.model, a.fold, a.horizon) == (b.model, b.fold, b.horizon)

@@ -9,8 +9,6 @@ feature matrix into ``[b, C, window, F]``.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from skorch import NeuralNetRegressor
@@ -19,7 +17,12 @@ from cbi_toolkit.features.pooled import PooledWindows, as_pooled
 from cbi_toolkit.models.checks import check_targets
 from cbi_toolkit.models.device import torch_threads
 from cbi_toolkit.models.global_network import GlobalForecastNet
-from cbi_toolkit.models.regressor import ForecastRegressor, check_inputs, regressor_from_spec
+from cbi_toolkit.models.regressor import (
+    ForecastRegressor,
+    WindowBatches,
+    check_inputs,
+    regressor_from_spec,
+)
 
 
 class PooledDataset(torch.utils.data.Dataset):
@@ -43,14 +46,16 @@ class PooledDataset(torch.utils.data.Dataset):
         return PooledDataset(self.X[idx], None if self.y is None else self.y[idx])
 
 
-class PooledBatches:
+class PooledBatches(WindowBatches):
     """Iterate ``(X_batch [b, C, window, F], y_batch [b, C * H] or None)`` on ``device``;
-    every commodity's feature matrix moves to the device once (zero-padded to ``F``)."""
+    every commodity's feature matrix moves to the device once (zero-padded to ``F``).
+    Order, shuffling and the training ``stride`` as `WindowBatches`'."""
 
     def __init__(self, dataset: PooledDataset, batch_size: int, device: torch.device,
-                 shuffle: bool = False, generator: torch.Generator | None = None):
+                 shuffle: bool = False, generator: torch.Generator | None = None,
+                 stride: int = 1):
         self.dataset, self.batch_size, self.device = dataset, int(batch_size), device
-        self.shuffle, self.generator = shuffle, generator
+        self.shuffle, self.generator, self.stride = shuffle, generator, max(1, int(stride))
         pooled = dataset.X
         width = pooled.n_features
         self.values, self.ends = [], []
@@ -62,16 +67,9 @@ class PooledBatches:
         self.offsets = torch.as_tensor(pooled.members[0].offsets()).to(device)
         self.y = None if dataset.y is None else torch.as_tensor(dataset.y).to(device)
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
-
     def __iter__(self):
-        n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        for start in range(0, n, self.batch_size):
+        order = self._order()
+        for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             xb = torch.stack([v[e[idx, None] + self.offsets]
                               for v, e in zip(self.values, self.ends, strict=True)], dim=1)
@@ -128,7 +126,8 @@ class GlobalForecastRegressor(ForecastRegressor):
         if batch_size == -1:
             batch_size = len(dataset)
         return PooledBatches(dataset, batch_size, self.device_, shuffle=training,
-                             generator=self.generator_ if training else None)
+                             generator=self.generator_ if training else None,
+                             stride=self.train_stride if training else 1)
 
     def _set_shapes(self, X: PooledWindows, y: np.ndarray) -> None:
         self.n_features_in_ = X.n_features

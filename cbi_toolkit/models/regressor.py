@@ -115,12 +115,18 @@ class WindowBatches:
     The feature matrix moves to the device once; each batch is a gather
     ``values[ends[batch, None] + offsets]``. Training batches are shuffled with
     ``generator`` (a seeded `torch.Generator`), so a seed fixes the order.
+
+    With ``stride`` k > 1 a pass takes every k-th sample from a phase drawn anew
+    each pass: consecutive origins share all but one row of their windows and
+    most of their forward target, so a pass over 1/k of them carries nearly the
+    same information at 1/k of the cost, and over k passes every sample is seen.
     """
 
     def __init__(self, dataset: WindowDataset, batch_size: int, device: torch.device,
-                 shuffle: bool = False, generator: torch.Generator | None = None):
+                 shuffle: bool = False, generator: torch.Generator | None = None,
+                 stride: int = 1):
         self.dataset, self.batch_size, self.device = dataset, int(batch_size), device
-        self.shuffle, self.generator = shuffle, generator
+        self.shuffle, self.generator, self.stride = shuffle, generator, max(1, int(stride))
         win = dataset.X
         self.values = torch.as_tensor(np.ascontiguousarray(win.values, dtype=np.float32)).to(device)
         self.ends = torch.as_tensor(win.ends).to(device)
@@ -128,15 +134,22 @@ class WindowBatches:
         self.y = None if dataset.y is None else torch.as_tensor(dataset.y).to(device)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.dataset) / self.batch_size)
+        return math.ceil(math.ceil(len(self.dataset) / self.stride) / self.batch_size)
+
+    def _order(self) -> torch.Tensor:
+        n, k = len(self.dataset), self.stride
+        if k > 1:  # every k-th sample from a random phase, at most one fewer than ceil(n / k)
+            phase = int(torch.randint(k, (1,), generator=self.generator))
+            rows = torch.arange(phase, n, k)
+        else:
+            rows = torch.arange(n)
+        if self.shuffle:
+            rows = rows[torch.randperm(len(rows), generator=self.generator)]
+        return rows.to(self.device)
 
     def __iter__(self):
-        n = len(self.dataset)
-        if self.shuffle:
-            order = torch.randperm(n, generator=self.generator).to(self.device)
-        else:
-            order = torch.arange(n, device=self.device)
-        for start in range(0, n, self.batch_size):
+        order = self._order()
+        for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             xb = self.values[self.ends[idx, None] + self.offsets]
             yield xb, (None if self.y is None else self.y[idx])
@@ -192,7 +205,7 @@ class WarmupCosine(Callback):
 
     def on_epoch_begin(self, net, dataset_train=None, **kwargs):  # noqa: ARG002
         if self.total_ is None:
-            per_epoch = math.ceil(len(dataset_train) / net.batch_size)
+            per_epoch = math.ceil(math.ceil(len(dataset_train) / net.train_stride) / net.batch_size)
             self.total_ = max(1, per_epoch * net.max_epochs)
 
     def factor(self, step: int) -> float:
@@ -212,6 +225,52 @@ class WarmupCosine(Callback):
 
     def on_epoch_end(self, net, **kwargs):  # noqa: ARG002
         net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+
+
+class WarmupPlateau(Callback):
+    """Per-batch learning rate measured in optimizer steps: a linear warm-up over
+    ``warmup_steps``, then the base rate, multiplied by ``factor`` whenever the
+    monitored loss has not improved for ``patience`` epochs.
+
+    Unlike `WarmupCosine`, nothing depends on ``max_epochs``: with early stopping a
+    fit ends after a few epochs, and a schedule stretched over ``max_epochs`` would
+    still be warming up when it stopped.
+    """
+
+    def __init__(self, warmup_steps: int = 25, factor: float = 0.5, patience: int = 2,
+                 monitor: str = "valid_loss"):
+        self.warmup_steps, self.factor, self.patience = warmup_steps, factor, patience
+        self.monitor = monitor
+
+    def on_train_begin(self, net, **kwargs):  # noqa: ARG002
+        self.step_, self.scale_, self.best_, self.bad_epochs_ = 0, 1.0, math.inf, 0
+        self.base_lrs_ = [group.get("initial_lr", group["lr"])
+                          for group in net.optimizer_.param_groups]
+        for group, lr in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
+            group["initial_lr"] = lr
+
+    def on_batch_begin(self, net, training=False, **kwargs):  # noqa: ARG002
+        if not training:
+            return
+        warm = min(1.0, (self.step_ + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        for group, lr in zip(net.optimizer_.param_groups, self.base_lrs_, strict=True):
+            group["lr"] = lr * warm * self.scale_
+        self.step_ += 1
+
+    def on_epoch_end(self, net, **kwargs):  # noqa: ARG002
+        net.history.record("lr", net.optimizer_.param_groups[0]["lr"])
+        monitor = self.monitor if self.monitor in net.history[-1] else "train_loss"
+        loss = net.history[-1, monitor]
+        if loss < self.best_:
+            self.best_, self.bad_epochs_ = loss, 0
+        elif self.step_ >= self.warmup_steps:
+            self.bad_epochs_ += 1
+            if self.bad_epochs_ >= self.patience:
+                self.scale_ *= self.factor
+                self.bad_epochs_ = 0
+
+
+LR_SCHEDULES = ("plateau", "cosine")
 
 
 # ---------------------------------------------------------------------------
@@ -263,7 +322,8 @@ class ForecastRegressor(NeuralNetRegressor):
     def __init__(self, module=ForecastNet, *, criterion=GaussianForecastLoss,
                  optimizer=torch.optim.AdamW, lr: float = 1e-3, weight_decay: float = 0.01,
                  batch_size: int = 32, max_epochs: int = 100, patience: int | None = 10,
-                 grad_clip: float | None = 1.0, warmup: float = 0.1,
+                 grad_clip: float | None = 1.0, lr_schedule: str = "plateau",
+                 warmup: float = 0.1, warmup_steps: int = 25, train_stride: int = 1,
                  valid_fraction: float = 0.1, valid_gap: int = 0, train_split="tail",
                  device: str = "auto", precision: str = "fp32", seed: int = 0,
                  threads: int | str | None = None, verbose: int = 1, **kwargs):
@@ -273,7 +333,10 @@ class ForecastRegressor(NeuralNetRegressor):
         self.weight_decay = weight_decay
         self.patience = patience
         self.grad_clip = grad_clip
+        self.lr_schedule = lr_schedule
         self.warmup = warmup
+        self.warmup_steps = warmup_steps
+        self.train_stride = train_stride
         self.valid_fraction = valid_fraction
         self.valid_gap = valid_gap
         self.precision = precision
@@ -289,12 +352,25 @@ class ForecastRegressor(NeuralNetRegressor):
         if callbacks[-1][0] == "print_log":
             callbacks[-1] = ("print_log", EpochLog())
         callbacks[-1:-1] = progress_callbacks(self.verbose)
-        callbacks.insert(-1, ("lr_schedule", WarmupCosine(self.warmup)))
+        monitor = "valid_loss" if self._has_validation() else "train_loss"
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule {self.lr_schedule!r}: use one of {', '.join(LR_SCHEDULES)}")
+        schedule = (WarmupPlateau(self.warmup_steps, monitor=monitor)
+                    if self.lr_schedule == "plateau" else WarmupCosine(self.warmup))
+        callbacks.insert(-1, ("lr_schedule", schedule))
         if self.patience:
-            monitor = "valid_loss" if self._has_validation() else "train_loss"
             callbacks.insert(-1, ("early_stopping", EarlyStopping(
                 monitor=monitor, patience=self.patience, load_best=True)))
         return callbacks
+
+    def __setstate__(self, state):
+        # skorch maps saved tensors to ``state["device"]``, which may be "auto" here
+        device = state.get("device")
+        if device == "auto":
+            state = {**state, "device": str(resolve_device(device))}
+        super().__setstate__(state)
+        if device == "auto":
+            vars(self)["device"] = device
 
     def _has_validation(self) -> bool:
         return bool(self.train_split) and (self.train_split != "tail" or bool(self.valid_fraction))
@@ -378,7 +454,8 @@ class ForecastRegressor(NeuralNetRegressor):
         if batch_size == -1:
             batch_size = len(dataset)
         return WindowBatches(dataset, batch_size, self.device_, shuffle=training,
-                             generator=self.generator_ if training else None)
+                             generator=self.generator_ if training else None,
+                             stride=self.train_stride if training else 1)
 
     # -- steps ------------------------------------------------------------
     def infer(self, x, **fit_params):
@@ -532,7 +609,10 @@ def regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,
         max_epochs=training_cfg.max_epochs,
         patience=training_cfg.patience,
         grad_clip=training_cfg.grad_clip,
+        lr_schedule=training_cfg.lr_schedule,
         warmup=training_cfg.warmup,
+        warmup_steps=training_cfg.warmup_steps,
+        train_stride=training_cfg.stride,
         valid_fraction=training_cfg.valid_fraction,
         valid_gap=int(valid_gap),
         device=training_cfg.device,

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cbi_toolkit.compute import execution
 from cbi_toolkit.errors import CbiError
 from cbi_toolkit.search.grid import Grid, Variant
 from cbi_toolkit.search.scoring import (
@@ -71,67 +71,6 @@ def prepare_groups(grid: Grid, data_dir: str | None) -> tuple[list[_Group], str,
         digest.update(np.ascontiguousarray(g.samples.price, dtype=np.float64).tobytes())
         digest.update(np.ascontiguousarray(g.samples.y, dtype=np.float64).tobytes())
     return list(groups.values()), digest.hexdigest()[:12], len(common)
-
-
-@contextlib.contextmanager
-def execution(n_jobs: int, scheduler: str | None) -> Iterator[tuple[int, int]]:
-    """joblib backend for the search; yields (n_jobs, parallel slots).
-
-    Local: loky with one BLAS/OpenMP thread per worker (``n_jobs`` 1: in
-    process, torch set to one thread for the duration). Dask: the
-    dask.distributed joblib backend on ``scheduler``; a worker plugin sets one
-    torch thread on every worker."""
-    import joblib
-    import torch
-
-    if scheduler:
-        try:
-            from distributed import Client
-        except ImportError:  # pragma: no cover
-            raise CbiError("--scheduler needs dask[distributed]: pip install 'dask[distributed]'"
-                           ) from None
-        try:
-            client = Client(scheduler, timeout="20s")
-        except (OSError, TimeoutError) as exc:
-            raise CbiError(f"cannot reach the Dask scheduler {scheduler} ({exc}); start it with "
-                           "`dask scheduler` and workers with `dask worker ADDRESS`") from None
-        try:
-            client.register_plugin(TorchThreads(), name="cbi-torch-threads")
-            slots = max(1, sum(client.nthreads().values()))
-            with joblib.parallel_config(backend="dask", wait_for_workers_timeout=60):
-                yield -1, slots
-        finally:
-            client.close()
-        return
-    if n_jobs == 1:
-        saved = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            with joblib.parallel_config(backend="sequential"):
-                yield 1, 1
-        finally:
-            torch.set_num_threads(saved)
-        return
-    slots = joblib.cpu_count() if n_jobs < 0 else n_jobs
-    with joblib.parallel_config(backend="loky", n_jobs=n_jobs, inner_max_num_threads=1):
-        yield n_jobs, slots
-
-
-def _torch_threads_plugin_base():
-    try:
-        from distributed.diagnostics.plugin import WorkerPlugin
-    except ImportError:  # pragma: no cover
-        return object
-    return WorkerPlugin
-
-
-class TorchThreads(_torch_threads_plugin_base()):
-    """Dask worker plugin: one torch thread per worker process."""
-
-    def setup(self, worker):  # noqa: ARG002
-        import torch
-
-        torch.set_num_threads(1)
 
 
 def run_search(grid: Grid, data_dir: str | None = None, *, output: str | Path | None = None,
