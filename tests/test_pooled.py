@@ -191,3 +191,17 @@ def test_the_gate_holds_back_only_the_commodity_that_fails(tmp_path, specs_dir, 
     assert "failed here" in runs.loc["zs", "gate_failures"]
     (run,) = (tmp_path / "runs").iterdir()
     assert list(pd.read_csv(run / "forecasts_held.csv")["series"]) == ["zs"]
+
+
+def test_pooled_batches_gather_each_commodity_and_take_the_training_stride(pooled):
+    from cbi_toolkit.models.global_regressor import PooledBatches, PooledDataset
+
+    _, samples = pooled
+    data = PooledDataset(samples.X[:100], samples.y[:100])
+    (xb, yb), = PooledBatches(data, 100, torch.device("cpu"))
+    np.testing.assert_array_equal(xb.numpy(), samples.X[:100].gather())
+    np.testing.assert_array_equal(yb.numpy(), samples.y[:100].astype(np.float32))
+    strided = PooledBatches(data, 8, torch.device("cpu"), shuffle=True,
+                            generator=torch.Generator().manual_seed(0), stride=3)
+    seen = sum(len(b[0]) for b in strided)
+    assert seen in (33, 34) and len(strided) == 5
