@@ -18,7 +18,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cbi_toolkit.dataset import load_samples  # noqa: E402
-from cbi_toolkit.evaluation import coverage, crps_gaussian, interval  # noqa: E402
+from cbi_toolkit.metrics import coverage, crps_gaussian, interval  # noqa: E402
 from cbi_toolkit.pipeline import build_baselines, predict_dist  # noqa: E402
 from cbi_toolkit.sources.base import SourceContext  # noqa: E402
 from cbi_toolkit.spec import BASELINE_NAMES, load_spec  # noqa: E402

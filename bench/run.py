@@ -57,10 +57,10 @@ from cbi_toolkit.export import (  # noqa: E402
 )
 from cbi_toolkit.features.windows import WindowScaler  # noqa: E402
 from cbi_toolkit.models.device import cpu_supports_bf16  # noqa: E402
+from cbi_toolkit.models.loss import GaussianForecastLoss  # noqa: E402
 from cbi_toolkit.models.network import ForecastNet  # noqa: E402
-from cbi_toolkit.models.regressor import GaussianForecastLoss  # noqa: E402
 from cbi_toolkit.pipeline import build_baselines, build_pipeline  # noqa: E402
-from cbi_toolkit.runs import prepare  # noqa: E402
+from cbi_toolkit.run.prepare import prepare  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
 
 DESIGN_SPEC = ROOT / "specs" / "zl_1m.yaml"
@@ -159,7 +159,7 @@ class ToolkitFit:
     def __init__(self, spec, samples, precision: str, batches: int, threads: int):
         self.spec = spec.model_copy(update={"training": spec.training.model_copy(update={
             "max_epochs": 1, "precision": precision, "device": "cpu", "threads": threads})})
-        from cbi_toolkit.models.regressor import TailSplit
+        from cbi_toolkit.models.batching import TailSplit
 
         net = build_pipeline(self.spec, verbose=0)[-1]
         split = TailSplit(net.valid_fraction, net.valid_gap)
@@ -394,9 +394,18 @@ def bench_design_fold(spec, samples, threads: int, fold: int = 0) -> dict:
     return out
 
 
+def walk_forward_fits(spec, samples) -> list[int]:
+    """Training origins of every fit of a run: each walk-forward refit and the final fit."""
+    from cbi_toolkit.walkforward import walk_forward
+
+    folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))
+    return [len(f.train) for k, f in enumerate(folds) if k % spec.validation.refit_every == 0] + \
+        [len(samples)]
+
+
 def extrapolate_design(spec, samples, samples_per_s: float) -> dict:
     """Training-time estimate of `cbi-run specs/zl_1m.yaml` from measured samples/s."""
-    from cbi_toolkit.evaluation import walk_forward
+    from cbi_toolkit.walkforward import walk_forward
 
     folds = list(walk_forward(spec, len(samples)).split(np.zeros(len(samples))))
     vf = spec.training.valid_fraction
@@ -424,6 +433,10 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--skip-run", action="store_true", help="skip the cbi-run subprocess (d)")
     ap.add_argument("--skip-folds", action="store_true", help="skip cold/warm/refit walk-forward")
+    ap.add_argument("--design", action="store_true",
+                    help="(f) also run the design-size main job `cbi-run specs/zl_1m.yaml` "
+                         "(~20 min) and one design fold on today's path against the new default "
+                         "(~15 min more)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for the toolkit, serving and runs (default 1; training "
                          "is also measured with every other count up to the core count)")
@@ -486,6 +499,22 @@ def main(argv=None) -> int:
         details["run_quick"] = runs
         run_wall = min(r["wall_s"] for r in runs.values() if r["exit_code"] in (0, 3))
 
+    design_wall = design_speedup = None
+    if args.design:
+        print("\n(f) design size: one fold, today's path against the new default")
+        fold = bench_design_fold(design, lab_design, args.threads)
+        print("\n(f) cbi-run specs/zl_1m.yaml (the README's main job)")
+        run = bench_run(DESIGN_SPEC, args.data_dir, [])
+        print(json.dumps(run))
+        design_wall = run["wall_s"] if run["exit_code"] in (0, 3) else None
+        # today's path never finished the main job here (hours): its time is the measured
+        # fold's seconds per training origin times the origins of all nine fits
+        fits = walk_forward_fits(design, lab_design)
+        old_s = fold["old"]["fit_s"] / fold["train_origins"] * sum(fits)
+        details["design"] = {"fold": fold, "run": run, "fits_train_origins": fits,
+                             "old_path_run_estimate_s": round(old_s, 1)}
+        design_speedup = round(old_s / design_wall, 2) if design_wall else None
+
     serve_paths = {k: v for k, v in sv.items() if isinstance(v, dict)}
     fastest = min(serve_paths, key=lambda k: serve_paths[k]["p50_ms"])
     result = {
@@ -494,6 +523,8 @@ def main(argv=None) -> int:
         "forecast_p50_ms": serve_paths[fastest]["p50_ms"],
         "forecast_p95_ms": serve_paths[fastest]["p95_ms"],
         "run_wall_s": run_wall,
+        "design_run_wall_s": design_wall,
+        "design_run_speedup": design_speedup,
         "peak_rss_mb": round(max(rss_mb(), max((r["peak_rss_mb"] for r in
                                                 details.get("run_quick", {}).values()),
                                                default=0)), 1),

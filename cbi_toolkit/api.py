@@ -34,7 +34,7 @@ def load_data(spec: Spec, data_dir: str | Path | None = None) -> Samples:
     ``data_dir`` defaults as for ``cbi-run``: ``$CBI_DATA_DIR``, else ../shared/data.
     A spec with ``targets``: `cbi_toolkit.pooled_dataset.PooledSamples` (every commodity's
     samples on their shared origins)."""
-    from cbi_toolkit.runs import prepare
+    from cbi_toolkit.run.prepare import prepare
 
     if spec.targets:
         from cbi_toolkit.pooled_run import prepare_pooled
@@ -92,7 +92,7 @@ def forecast(model: Pipeline, data: Samples, evaluation=None) -> pd.DataFrame:
     with one (from `evaluate`): the shipped forecast, the net combined with the random walk
     and its conformal band calibrated on the walk-forward residuals, as ``cbi-run`` ships it."""
     from cbi_toolkit.calibration import ShippedModel
-    from cbi_toolkit.forecast_run import forecast_latest
+    from cbi_toolkit.forecast import forecast_latest
 
     if evaluation is None:
         intervals, shipping, series = "gaussian", ShippedModel({}, {}), ""

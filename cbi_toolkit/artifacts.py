@@ -2,7 +2,7 @@
 
 ``model/`` holds the regressor (safetensors weights + JSON, see
 `save_regressor`), the scaler's statistics as JSON and a manifest with the
-sha256 of every file; loading refuses any file whose checksum differs.
+sha256 of every file, written last; loading refuses any file whose checksum differs.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.errors import ArtifactError
 from cbi_toolkit.features.windows import WindowScaler
-from cbi_toolkit.models.regressor import load_regressor, save_regressor, sha256_file
+from cbi_toolkit.models.persistence import load_regressor, save_regressor
+from cbi_toolkit.storage import atomic_write_text, file_sha256
 
 MANIFEST = "manifest.json"
 
@@ -25,14 +26,14 @@ def save_pipeline(pipe: Pipeline, directory: Path, meta: dict[str, Any]) -> Path
     """Write the fitted scaler + regressor and ``meta`` (JSON-able) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     scaler: WindowScaler = pipe.named_steps["scale"]
-    (directory / "scaler.json").write_text(json.dumps({
+    atomic_write_text(directory / "scaler.json", json.dumps({
         "clip": scaler.clip, "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
     }))
     save_regressor(pipe.named_steps["net"], directory / "net")
-    (directory / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
+    atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2, default=str))
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {str(p.relative_to(directory)): sha256_file(p) for p in files}
-    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    manifest = {str(p.relative_to(directory)): file_sha256(p) for p in files}
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2))  # last: it vouches
     return directory
 
 
@@ -52,7 +53,7 @@ def load_pipeline(directory: Path, device: str | None = "cpu") -> tuple[Pipeline
         path = directory / name
         if not path.is_file():
             raise ArtifactError(f"{path}: missing from the saved model")
-        if sha256_file(path) != digest:
+        if file_sha256(path) != digest:
             raise ArtifactError(f"{path}: checksum differs from {manifest_path}; the file was "
                                 "changed or corrupted; retrain or restore it")
     try:

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from cbi_toolkit.evaluation import LEVELS, FoldPrediction, conformal_scale, crps_gaussian_each
+from cbi_toolkit.metrics import LEVELS, FoldPrediction, conformal_scale, crps_gaussian_each
 from cbi_toolkit.walkforward import SELECTION
 
 #: the model the toolkit forecasts with, the raw network, and the sigma reference
@@ -144,7 +144,7 @@ def combine(preds: list[FoldPrediction], stride: int = 1) -> tuple[list[FoldPred
 
 def combination_for(preds: list[FoldPrediction], horizon: str, fold: int | None,
                     stride: int = 1) -> Combination:
-    from cbi_toolkit.evaluation import dm_lags
+    from cbi_toolkit.metrics import dm_lags
 
     folds = calibration_folds(preds, fold)
     net, vol = _pooled(preds, NET, horizon, folds), _pooled(preds, VOL, horizon, folds)

@@ -14,7 +14,7 @@ Two levels, both inside the run folder under ``checkpoints/``:
   ``max_epochs`` epochs in total, so the fit ends where an uninterrupted one would.
 
 Every file is written to a temporary name and renamed into place
-(``os.replace``), so a kill part-way through a write leaves the previous
+(`cbi_toolkit.storage.atomic_write_bytes`), so a kill part-way through a write leaves the previous
 checkpoint intact.
 
 Every checkpoint proves it belongs to its run: ``run-key.json`` holds the
@@ -26,7 +26,6 @@ file or a corrupted epoch file is refused in one line naming the file.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -42,8 +41,9 @@ import torch
 from skorch.callbacks import Callback
 from skorch.history import History
 
-from cbi_toolkit.errors import ArtifactError, StorageError
-from cbi_toolkit.evaluation import FoldPrediction
+from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.metrics import FoldPrediction
+from cbi_toolkit.storage import atomic_write_bytes, atomic_write_text, file_sha256, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -53,34 +53,6 @@ RUN_KEY = "run-key.json"
 FORMAT = 1
 #: an epoch file starts with this line and the payload's sha256, then the torch payload
 EPOCH_MAGIC = b"cbi-epoch-checkpoint v1\n"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary name and rename it over ``path``. On failure
-    (a full or read-only disk) the temporary file is removed, ``path`` is as it was,
-    and a one-line StorageError names the file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise storage_error(path, exc) from None
-
-
-def storage_error(path: Path, exc: OSError) -> StorageError:
-    """The one-line error for a write the file system refused."""
-    why = exc.strerror or (str(exc).splitlines() or [type(exc).__name__])[0]
-    return StorageError(f"cannot write {path} ({why}); free space or make the folder "
-                        "writable")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------
@@ -160,7 +132,7 @@ RUN_FILES = "run-files.json"
 def record_files(run_dir: Path, names: list[str]) -> None:
     """Record the sha256 of finished run files (``forecasts.csv``, ``metrics.json``) and
     the run's key, so ``--sink-only`` writes exactly what the run produced."""
-    doc = {"files": {name: sha256_of(run_dir / name) for name in names},
+    doc = {"files": {name: file_sha256(run_dir / name) for name in names},
            "run_key": run_key(run_dir / CHECKPOINTS)}
     atomic_write_text(run_dir / RUN_FILES, json.dumps({**doc, "checksum": _sha256(
         _canonical(doc))}))
@@ -175,17 +147,9 @@ def verify_files(run_dir: Path, names: list[str]) -> None:
     files = _read_checked(path, "run file record").get("files", {})
     for name in names:
         if name in files and (not (run_dir / name).is_file()
-                              or sha256_of(run_dir / name) != files[name]):
+                              or file_sha256(run_dir / name) != files[name]):
             raise ArtifactError(f"{run_dir / name}: changed since the run wrote it (its sha256 "
                                 f"differs from {path}); restore it, or run the spec again")
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # ---------------------------------------------------------------------------

@@ -7,8 +7,11 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from cbi_toolkit.console import PrintedEvents, exit_code, guarded
 from cbi_toolkit.errors import CbiError
+from cbi_toolkit.run.options import RunOptions
 
 EPILOG = """examples:
   cbi-run specs/zl_1m.yaml                 walk-forward, final fit, forecast, write the sink
@@ -59,37 +62,42 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["training.max_epochs=3"]`` -> ``{"training.max_epochs": 3}`` (values parsed as YAML)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CbiError(f"--set {item!r}: expected KEY=VALUE, e.g. training.max_epochs=3")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise CbiError(f"--set {key.strip()}: the value is not plain YAML ({problem}); "
+                           "quote it or write a number, string, list or mapping") from None
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
     # libraries log warnings only (no "generated new fontManager"); the toolkit at ``level``
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     logging.getLogger("cbi_toolkit").setLevel(level)
-    try:
-        return _dispatch(args)
-    except CbiError as exc:
-        from cbi_toolkit.errors import safe_text
+    return guarded(lambda: _dispatch(args))
 
-        message = " ".join(str(exc).splitlines())  # one line, whatever the input held
-        print(f"error: {safe_text(message)}", file=sys.stderr)  # and no terminal control codes
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BaseException as exc:
-        from cbi_toolkit.forecast_run import INTERRUPTED, RunInterrupted
 
-        if isinstance(exc, RunInterrupted):
-            print(f"error: {exc}", file=sys.stderr)
-            return INTERRUPTED
-        raise
+def run_options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(data_dir=args.data_dir, runs_dir=args.runs_dir,
+                      sink=args.sink, quiet=args.quiet)
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from cbi_toolkit import runs
-    from cbi_toolkit.spec import load_spec, spec_json_schema
-
     if args.schema:
+        from cbi_toolkit.spec import spec_json_schema
+
         print(json.dumps(spec_json_schema(), indent=2))
         return 0
     for flag, run_dir in (("--predict", args.predict), ("--evaluate", args.evaluate),
@@ -98,21 +106,31 @@ def _dispatch(args: argparse.Namespace) -> int:
             from cbi_toolkit.pooled_run import refuse_pooled_run
 
             refuse_pooled_run(run_dir, flag)
+    events = PrintedEvents()
     if args.predict:
-        return runs.predict_cli(args)
+        from cbi_toolkit.run.saved import predict_run
+
+        return exit_code(predict_run(args.predict, run_options(args), events))
     if args.evaluate:
-        return runs.evaluate_cli(args)
+        from cbi_toolkit.run.saved import evaluate_run
+
+        result = evaluate_run(args.evaluate, args.since, args.data_dir, events)
+        events.evaluated(result.summary, result.horizons)
+        print(f"scored origins from {result.since:%Y-%m-%d}; table saved to {result.path}")
+        return 0
     if args.resume:
-        from cbi_toolkit.forecast_run import resume_run
+        from cbi_toolkit.run.saved import resume_run
 
-        return resume_run(args)
+        return exit_code(resume_run(args.resume, run_options(args), events))
     if args.sink_only:
-        from cbi_toolkit.forecast_run import sink_only
+        from cbi_toolkit.run.saved import sink_only
 
-        return sink_only(args)
+        return exit_code(sink_only(args.sink_only, args.sink, events))
     if not args.spec:
         raise CbiError("no spec given; usage: cbi-run SPEC.yaml (see cbi-run --help)")
-    spec = load_spec(args.spec, overrides=runs.parse_overrides(args.set))
+    from cbi_toolkit.spec import load_spec
+
+    spec = load_spec(args.spec, overrides=parse_overrides(args.set))
     if args.check:
         from cbi_toolkit.sinks.resolve import sink_config
 
@@ -120,7 +138,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"{args.spec}: ok ({spec.name}: horizons {', '.join(spec.horizons)}, "
               f"window {spec.window}, {len(spec.data)} sources, {len(spec.features)} features)")
         return 0
-    return runs.run_cli(spec, args)
+    from cbi_toolkit.run.stages import run
+
+    return exit_code(run(spec, run_options(args), args.stage, events))
 
 
 if __name__ == "__main__":

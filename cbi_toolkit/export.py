@@ -1,4 +1,4 @@
-"""Export a saved run's model to ONNX or TorchScript, and serve it.
+"""Export a saved run's model to ONNX or TorchScript (`cbi-export`), checked against the eager model.
 
 `cbi-export runs/<run_id> --format onnx|torchscript` writes
 ``runs/<run_id>/export/model.onnx`` (or ``model.pt``) and ``export.json``. The
@@ -9,9 +9,7 @@ exactly what ``predict_dist`` of the saved pipeline gives. After writing, the
 exported model is run on the run's newest real windows and the largest absolute
 difference from the eager model is recorded (and checked against ``--atol``).
 
-`serving_model(run_dir, pipe)` picks the fastest way to forecast from a run:
-an exported ONNX model when onnxruntime is installed, else TorchScript, else the
-eager network under ``torch.inference_mode``.
+Serving a run from its export: `cbi_toolkit.serving`.
 """
 
 from __future__ import annotations
@@ -29,49 +27,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from cbi_toolkit.console import guarded
 from cbi_toolkit.errors import ArtifactError, CbiError
-from cbi_toolkit.features.windows import Windows, as_windows
+from cbi_toolkit.features.windows import Windows
+from cbi_toolkit.serving import (  # noqa: F401 - the exported module and its loaders
+    EXPORT_DIR,
+    FORMATS,
+    INFO_FILE,
+    ScaledForecastNet,
+    eager_callable,
+    load_exported,
+    raw_windows,
+    scaled_module,
+)
+from cbi_toolkit.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-EXPORT_DIR = "export"
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
-INFO_FILE = "export.json"
 DEFAULT_ATOL = 1e-4
-
-
-class ScaledForecastNet(nn.Module):
-    """The fitted `WindowScaler` followed by the network, as one module.
-
-    ``forward(windows [B, window, F]) -> (mu [B, H], sigma [B, H])``.
-    """
-
-    def __init__(self, net: nn.Module, mean, scale, clip: float | None):
-        super().__init__()
-        self.net = net
-        self.register_buffer("feat_mean", torch.as_tensor(np.asarray(mean), dtype=torch.float32))
-        self.register_buffer("feat_scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
-        self.clip = float(clip) if clip is not None else 0.0
-
-    def forward(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (windows - self.feat_mean) / self.feat_scale
-        if self.clip > 0:
-            x = torch.clamp(x, -self.clip, self.clip)
-        h = self.net.encode(x)
-        return self.net.heads(h)
-
-
-def scaled_module(pipe) -> ScaledForecastNet:
-    """`ScaledForecastNet` (eval mode, fp32, on the CPU) from a fitted pipeline."""
-    scaler = pipe.named_steps["scale"]
-    net = pipe.named_steps["net"].module_
-    module = ScaledForecastNet(net, scaler.mean_, scaler.scale_, scaler.clip)
-    return module.to("cpu").float().eval()
-
-
-def raw_windows(X) -> np.ndarray:
-    """The 3D float32 array of raw (unscaled) windows."""
-    return np.ascontiguousarray(as_windows(X).gather(), dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -96,47 +69,6 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> 
         traced = torch.jit.freeze(torch.jit.trace(module, (example,), check_trace=False))
     traced.save(str(path))
     return path
-
-
-def load_exported(path: Path):
-    """A callable ``windows (np.ndarray [B, W, F]) -> (mu, sigma)`` for an exported file."""
-    path = Path(path)
-    if path.suffix == ".onnx":
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = torch.get_num_threads()
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-        def run_onnx(windows: np.ndarray):
-            mu, sigma = session.run(None, {"windows": np.asarray(windows, dtype=np.float32)})
-            return mu, sigma
-
-        return run_onnx
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        module = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def run_ts(windows: np.ndarray):
-        with torch.inference_mode():
-            mu, sigma = module(torch.from_numpy(np.asarray(windows, dtype=np.float32)))
-        return mu.numpy(), sigma.numpy()
-
-    return run_ts
-
-
-def eager_callable(module: nn.Module, bf16: bool = False):
-    """The eager module under ``torch.inference_mode`` (and bf16 autocast if asked),
-    as ``windows -> (mu, sigma)``."""
-    module = module.eval()
-
-    def run_eager(windows: np.ndarray):
-        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            mu, sigma = module(torch.from_numpy(np.asarray(windows, dtype=np.float32)))
-        return mu.float().numpy(), sigma.float().numpy()
-
-    return run_eager
 
 
 def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
@@ -176,71 +108,11 @@ def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
         except json.JSONDecodeError:
             infos = {}
     infos[fmt] = info
-    info_path.write_text(json.dumps(infos, indent=2) + "\n")
+    atomic_write_text(info_path, json.dumps(infos, indent=2) + "\n")
     if not diff <= atol:
         raise ArtifactError(f"{path}: exported outputs differ from the eager model by {diff:.3g} "
                             f"(more than {atol:g}); do not serve this file")
     return info
-
-
-# ---------------------------------------------------------------------------
-# serving
-
-class ServingModel:
-    """``predict_dist(X) -> (mu, sigma)`` through the fastest available path.
-
-    ``kind`` is ``onnx``, ``torchscript`` or ``eager``.
-    """
-
-    def __init__(self, fn, kind: str):
-        self.fn, self.kind = fn, kind
-
-    def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
-        mu, sigma = self.fn(raw_windows(X))
-        return np.asarray(mu), np.asarray(sigma)
-
-
-def _onnxruntime_available() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def serving_model(run_dir: str | Path, pipe) -> ServingModel:
-    """The fastest way to forecast from a run: its exported ONNX model (with
-    onnxruntime), else its TorchScript file, else the eager net in inference mode.
-
-    A model trained in bf16 on the CPU is served eagerly under bf16 autocast:
-    that is how the run itself forecast (same numbers), and it was measured
-    the fastest path on a CPU with native bf16 (docs/performance.md).
-    An export is used only if its recorded check passed and it matches the
-    saved model's window and feature count.
-    """
-    net = pipe.named_steps["net"]
-    if getattr(net, "precision_", "fp32") == "bf16" and getattr(net, "device_", None) is not None \
-            and net.device_.type == "cpu":
-        return ServingModel(eager_callable(scaled_module(pipe), bf16=True), "eager_bf16")
-    export_dir = Path(run_dir) / EXPORT_DIR
-    infos = {}
-    if (export_dir / INFO_FILE).is_file():
-        try:
-            infos = json.loads((export_dir / INFO_FILE).read_text())
-        except json.JSONDecodeError:
-            infos = {}
-    n_features = pipe.named_steps["scale"].n_features_in_
-    for fmt in ("onnx", "torchscript"):
-        info = infos.get(fmt)
-        if not info or not (export_dir / FORMATS[fmt]).is_file():
-            continue
-        if fmt == "onnx" and not _onnxruntime_available():
-            continue
-        if info.get("n_features") != n_features or not info.get("max_abs_diff", 1) <= info.get("atol", 0):
-            log.warning("%s: export does not match the saved model; not used", export_dir / FORMATS[fmt])
-            continue
-        return ServingModel(load_exported(export_dir / FORMATS[fmt]), fmt)
-    return ServingModel(eager_callable(scaled_module(pipe)), "eager")
 
 
 # ---------------------------------------------------------------------------
@@ -249,7 +121,7 @@ def serving_model(run_dir: str | Path, pipe) -> ServingModel:
 def export_run(run_dir: str | Path, fmt: str, data_dir: str | None = None,
                atol: float = DEFAULT_ATOL, n_check: int = 64) -> dict:
     """Export a saved run's model; check it on the newest ``n_check`` real windows."""
-    from cbi_toolkit.forecast_run import load_run
+    from cbi_toolkit.run.saved import load_run
 
     spec, samples, pipe, meta, path = load_run(str(run_dir), data_dir)
     n = min(len(samples), max(2, n_check))
@@ -274,11 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
-    try:
-        info = export_run(args.run_dir, args.format, args.data_dir, args.atol)
-    except CbiError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    return guarded(lambda: _export(args))
+
+
+def _export(args: argparse.Namespace) -> int:
+    info = export_run(args.run_dir, args.format, args.data_dir, args.atol)
     print(f"{info['path']}: {info['format']}, input windows [batch, {info['window']}, "
           f"{info['n_features']}], max |exported - eager| = {info['max_abs_diff']:.2e} on "
           f"{info['checked_samples']} real windows")

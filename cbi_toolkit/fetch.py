@@ -8,7 +8,7 @@ dates are appended), a missing or corrupt one is fetched whole; ``--refresh``
 refetches everything. File sources and the ``file:`` alternatives are not touched:
 ``cbi-fetch`` always fills the cache from the live source.
 
-The library entry point is :func:`ensure_cached`.
+The library entry point is `cbi_toolkit.sources.live.ensure_cached`.
 """
 
 from __future__ import annotations
@@ -16,39 +16,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from cbi_toolkit.errors import CbiError
+from cbi_toolkit.console import guarded
 from cbi_toolkit.sources.base import SourceContext
-from cbi_toolkit.sources.live import FetchResult, LiveSource
-
-
-def live_sources(spec) -> list[LiveSource]:
-    return [s for s in spec.data if isinstance(s, LiveSource)]
-
-
-def ensure_cached(spec, ctx: SourceContext, progress: Callable[[str], None] | None = None,
-                  use_files: bool = True) -> list[FetchResult]:
-    """Make the cache hold every live series of ``spec`` that a run will read.
-
-    With ``use_files`` (the default, what ``cbi-run`` wants) a source read from its
-    ``file:`` alternative under ``ctx.data_dir`` is skipped. ``ctx.refresh``
-    refetches all; otherwise missing/corrupt entries are fetched and stale ones
-    appended to. ``progress`` receives one line per series. Raises `SourceError`.
-    """
-    results = []
-    for source in live_sources(spec):
-        if use_files and source.uses_file(ctx):
-            continue
-        for key in source.cache_keys():
-            if progress:
-                progress(f"{source.live_label} [{key}] ...")
-            _, result = source.obtain(key, ctx, "full" if ctx.refresh else "stale")
-            results.append(result)
-            if progress:
-                progress(result.line())
-    return results
+from cbi_toolkit.sources.live import ensure_cached, live_sources
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,21 +37,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    return guarded(lambda: _fetch(args), prefix="cbi-fetch: ")
+
+
+def _fetch(args: argparse.Namespace) -> int:
     from cbi_toolkit.spec import load_spec
 
-    try:
-        spec = load_spec(args.spec)
-        ctx = SourceContext(data_dir=None,
-                            cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
-                            refresh=args.refresh)
-        sources = live_sources(spec)
-        if not sources:
-            print(f"{args.spec}: no live sources (yahoo, fred, cftc, ghcnd) to fetch")
-            return 0
-        results = ensure_cached(spec, ctx, progress=print, use_files=False)
-    except CbiError as exc:
-        print(f"cbi-fetch: {exc}", file=sys.stderr)
-        return exc.exit_code
+    spec = load_spec(args.spec)
+    ctx = SourceContext(data_dir=None,
+                        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else None,
+                        refresh=args.refresh)
+    if not live_sources(spec):
+        print(f"{args.spec}: no live sources (yahoo, fred, cftc, ghcnd) to fetch")
+        return 0
+    results = ensure_cached(spec, ctx, progress=print, use_files=False)
     from cbi_toolkit.sources.cache import cache_root
 
     print(f"{len(results)} series in {cache_root(ctx.cache_dir)}")

@@ -1,11 +1,16 @@
-"""Forecasts with intervals from the newest origin, in the sink's row format."""
+"""Forecasts with intervals from the newest origin, in the sink's row format: the net's
+output through the shipped combination and calibration (`forecast_latest`), in prices
+on the exchange calendar (`forecast_frame`)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.evaluation import LEVELS, interval
+from cbi_toolkit.calibration import ShippedModel
+from cbi_toolkit.dataset import Samples
+from cbi_toolkit.metrics import LEVELS, interval
+from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.targets import HORIZONS
 from cbi_toolkit.trading_calendar import target_date
 
@@ -38,3 +43,24 @@ def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: 
                    created_at=created_at)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def forecast_latest(pipe, samples: Samples, intervals: str, shipping: ShippedModel,
+                    version: str, run_id: str, series: str) -> pd.DataFrame:
+    """Forecast every horizon from the newest origin: the net's output through the
+    saved combination and calibration."""
+    from cbi_toolkit.models.baselines import VolatilityRandomWalk
+    from cbi_toolkit.targets import HORIZONS
+
+    last = len(samples) - 1
+    if hasattr(pipe, "steps"):
+        mu, sigma = predict_dist(pipe, samples.X[[last]])
+    else:  # a serving model (cbi_toolkit.serving.ServingModel)
+        mu, sigma = pipe.predict_dist(samples.X[[last]])
+    known = np.flatnonzero(samples.trainable)
+    vol = VolatilityRandomWalk(shipping.vol_window, tuple(HORIZONS[h] for h in samples.horizons))
+    sigma_vol = vol.fit(samples.X[known], samples.y[known]).predict_dist(samples.X[[last]])[1]
+    mu, sigma, scales = shipping.apply(samples.horizons, mu[0], sigma[0], sigma_vol[0])
+    return forecast_frame(samples.dates[last], float(samples.price[last]), samples.horizons,
+                          mu, sigma, intervals, scales, version, run_id,
+                          pd.Timestamp.now(tz="UTC"), series)

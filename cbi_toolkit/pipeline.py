@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.features.windows import WindowScaler
 from cbi_toolkit.models.baselines import BASELINES
-from cbi_toolkit.models.regressor import regressor_from_spec
+from cbi_toolkit.models.regressor import ForecastRegressor
 from cbi_toolkit.spec import Spec
 
 #: the baselines of a run without a spec (no horizon lengths known)
@@ -25,6 +27,48 @@ def build_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
     net = regressor_from_spec(spec.model, spec.training, n_horizons=len(spec.horizons),
                               valid_gap=spec.max_horizon, verbose=verbose)
     return Pipeline([("scale", WindowScaler()), ("net", net)])
+
+
+def regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,
+                        valid_gap: int = 0, **overrides: Any) -> ForecastRegressor:
+    """A `ForecastRegressor` from a spec's `ModelConfig` and `TrainingConfig`.
+
+    ``n_horizons`` may be left to fit time; ``valid_gap`` is the number of
+    samples left out between the training part and the validation tail
+    (the longest horizon, in trading days). ``overrides`` go to the constructor.
+    """
+    params: dict[str, Any] = dict(
+        module__hidden_dim=model_cfg.hidden_dim,
+        module__num_layers=model_cfg.num_layers,
+        module__num_heads=model_cfg.num_heads,
+        module__dropout=model_cfg.dropout,
+        module__attention=model_cfg.attention,
+        criterion__nll=model_cfg.loss.nll,
+        criterion__mae=model_cfg.loss.mae,
+        criterion__direction=model_cfg.loss.direction,
+        lr=training_cfg.lr,
+        weight_decay=training_cfg.weight_decay,
+        batch_size=training_cfg.batch_size,
+        max_epochs=training_cfg.max_epochs,
+        patience=training_cfg.patience,
+        grad_clip=training_cfg.grad_clip,
+        lr_schedule=training_cfg.lr_schedule,
+        warmup=training_cfg.warmup,
+        warmup_steps=training_cfg.warmup_steps,
+        train_stride=training_cfg.stride,
+        valid_fraction=training_cfg.valid_fraction,
+        valid_gap=int(valid_gap),
+        device=training_cfg.device,
+        precision=training_cfg.precision,
+        seed=training_cfg.seed,
+    )
+    threads = getattr(training_cfg, "threads", None)
+    if threads is not None:
+        params["threads"] = threads
+    if n_horizons is not None:
+        params["module__n_horizons"] = int(n_horizons)
+    params.update(overrides)
+    return ForecastRegressor(**params)
 
 
 def build_baselines(spec: Spec | None = None) -> dict[str, Pipeline]:

@@ -10,7 +10,6 @@ is written either way. Exit 0 when every commodity passes, 3 when any fails.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
@@ -23,18 +22,7 @@ from cbi_toolkit.calibration import MODEL, NET
 from cbi_toolkit.data import check_folds
 from cbi_toolkit.errors import CbiError, DataError
 from cbi_toolkit.evaluation import format_table
-from cbi_toolkit.forecast_run import (
-    GATE_FAILED,
-    check_gate,
-    combination_line,
-    forecast_latest,
-    model_version,
-    new_run_dir,
-    set_status,
-    sink_for,
-    write_evidence,
-    write_sink,
-)
+from cbi_toolkit.forecast import forecast_latest
 from cbi_toolkit.pooled import (
     SINGLE,
     SINGLE_MODEL,
@@ -46,7 +34,12 @@ from cbi_toolkit.pooled import (
 from cbi_toolkit.pooled_dataset import PooledSamples, labelled_pooled, load_pooled_samples
 from cbi_toolkit.progress import FoldProgress
 from cbi_toolkit.report import plot_fan, write_report
-from cbi_toolkit.runs import data_summary, source_context
+from cbi_toolkit.run.folder import model_version, new_run_dir, set_status
+from cbi_toolkit.run.gate import check_gate
+from cbi_toolkit.run.options import RunEvents, RunOptions, RunResult
+from cbi_toolkit.run.prepare import data_summary, source_context
+from cbi_toolkit.run.publish import sink_for, write_evidence, write_sink
+from cbi_toolkit.run.stages import combination_line
 from cbi_toolkit.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -69,12 +62,14 @@ def prepare_pooled(spec: Spec, data_dir: str | None) -> tuple[str, PooledSamples
     return text, pooled
 
 
-def run_pooled_cli(spec: Spec, args: argparse.Namespace) -> int:
-    text, pooled = prepare_pooled(spec, args.data_dir)
-    print(text)
-    if args.stage in ("data", "features"):
-        return 0
-    return run_pooled(spec, pooled, args, text)
+def run_pooled_spec(spec: Spec, options: RunOptions, stage: str, events: RunEvents
+                    ) -> RunResult:
+    """`cbi_toolkit.run.stages.run` for a spec with ``targets``."""
+    text, pooled = prepare_pooled(spec, options.data_dir)
+    events.note(text)
+    if stage in ("data", "features"):
+        return RunResult("prepared")
+    return run_pooled(spec, pooled, options, text, events)
 
 
 class _Fixed:
@@ -88,20 +83,22 @@ class _Fixed:
         return self.mu, self.sigma
 
 
-def run_pooled(spec: Spec, pooled: PooledSamples, args: argparse.Namespace,
-               data_text: str = "") -> int:
-    sink = sink_for(spec, args.sink)  # a bad --sink fails before anything is written
+def run_pooled(spec: Spec, pooled: PooledSamples, options: RunOptions, data_text: str = "",
+               events: RunEvents | None = None) -> RunResult:
+    events = events or RunEvents()
+    sink = sink_for(spec, options.sink)  # a bad --sink fails before anything is written
     from cbi_toolkit.sinks.resolve import preflight
 
     preflight(sink)
     labelled = labelled_pooled(pooled)
     check_folds(spec, labelled.dates)
-    run_id, run_dir = new_run_dir(spec, args.runs_dir)
+    run_id, run_dir = new_run_dir(spec, options.runs_dir)
     (run_dir / "spec.yaml").write_text(spec.to_yaml())
-    print(f"run {run_id} -> {run_dir}")
+    events.note(f"run {run_id} -> {run_dir}")
     set_status(run_dir, "running")
     try:
-        return _stages(spec, pooled, labelled, args, data_text, run_id, run_dir, sink)
+        return _stages(spec, pooled, labelled, options, data_text, run_id, run_dir, sink,
+                       events)
     except CbiError as exc:
         set_status(run_dir, "failed", error=str(exc))
         raise
@@ -110,24 +107,24 @@ def run_pooled(spec: Spec, pooled: PooledSamples, args: argparse.Namespace,
         raise
 
 
-def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples,
-            args: argparse.Namespace, data_text: str, run_id: str, run_dir: Path, sink) -> int:
-    verbose = 0 if args.quiet else 1
+def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options: RunOptions,
+            data_text: str, run_id: str, run_dir: Path, sink, events: RunEvents) -> RunResult:
+    verbose = 0 if options.quiet else 1
     version = model_version(spec)
     result = assess_pooled(spec, labelled, verbose, on_fold=FoldProgress(log, "pooled walk-forward"))
     failures = {c: check_gate(spec.gate, a.summary, spec.forecast.intervals)
                 for c, a in result.series.items()}
     for c, a in result.series.items():
-        print(f"== {c}: pooled net ({NET}, shipped as {MODEL}) beside {SINGLE}, {SINGLE_MODEL} "
-              "and the baselines")
+        events.note(f"== {c}: pooled net ({NET}, shipped as {MODEL}) beside {SINGLE}, "
+                    f"{SINGLE_MODEL} and the baselines")
         for horizon in spec.horizons:
-            print(format_table(a.summary, horizon))
-            print(combination_line(a.weights()[horizon], spec.forecast.combine))
-    print(format_comparison(result.comparison))
+            events.note(format_table(a.summary, horizon))
+            events.note(combination_line(a.weights()[horizon], spec.forecast.combine))
+    events.note(format_comparison(result.comparison))
     _write_metrics(run_dir, result, failures)
 
-    print(f"final pooled fit on {len(labelled)} labelled origins "
-          f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
+    events.note(f"final pooled fit on {len(labelled)} labelled origins "
+                f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
     pipe = build_pooled_pipeline(spec, verbose=verbose).fit(labelled.X, labelled.y)
     newest = pooled.X[[len(pooled) - 1]]
     mu, sigma = pipe[-1].predict_dist(pipe[:-1].transform(newest))
@@ -138,7 +135,7 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples,
         frame = forecast_latest(_Fixed(mu[:, cols], sigma[:, cols]), pooled.members[c],
                                 spec.forecast.intervals, a.shipped(), version, run_id, c)
         forecasts.append(frame.assign(created_at=created))
-        rows = track_record.build(sub, args.data_dir, a.predictions, MODEL, a.summary,
+        rows = track_record.build(sub, options.data_dir, a.predictions, MODEL, a.summary,
                                   failures[c], version, run_id, created, a.calibrations)
         for name, table in rows.items():
             record[name] = pd.concat([record[name], table], ignore_index=True) \
@@ -161,23 +158,22 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples,
 
     record_files(run_dir, ["forecasts.csv", "metrics.json"])
     _write_overview(run_dir / "report.md", spec, run_id, version, result, failures)
-    print(every[["series", "horizon", "origin_date", "target_date", "predicted_price",
-                 "lower_80", "upper_80", "lower_95", "upper_95"]].to_string(index=False))
-    held = {c: f for c, f in failures.items() if f}
+    events.note(every[["series", "horizon", "origin_date", "target_date", "predicted_price",
+                       "lower_80", "upper_80", "lower_95", "upper_95"]].to_string(index=False))
+    held = [f"{c} {f}" for c, fs in failures.items() for f in fs]
     if held:
-        print("deploy gate FAILED for " + ", ".join(held) + "; their forecasts are not written "
-              "(kept in forecasts_held.csv):\n  " + "\n  ".join(
-                  f"{c} {f}" for c, fs in held.items() for f in fs))
+        events.note("deploy gate FAILED for " + ", ".join(c for c, f in failures.items() if f)
+                    + "; their forecasts are not written (kept in forecasts_held.csv):\n  "
+                    + "\n  ".join(held))
     if not passed:
-        write_evidence(sink, record)
-        set_status(run_dir, "gate_failed", failures=[f"{c} {f}" for c, fs in held.items()
-                                                     for f in fs])
-        print(f"artifacts: {run_dir}")
-        return GATE_FAILED
-    write_sink(spec, args.sink, shipped, run_dir, sink, extra=record)
-    print(f"forecasts written for {', '.join(passed)}; artifacts: {run_dir} (report.md, "
-          "report_<series>.md, metrics.json/csv, comparison.csv, forecasts.csv)")
-    return GATE_FAILED if held else 0
+        write_evidence(sink, record, events)
+        set_status(run_dir, "gate_failed", failures=held)
+        events.note(f"artifacts: {run_dir}")
+        return RunResult("gate_failed", run_dir, every, held)
+    n = write_sink(spec, options.sink, shipped, run_dir, events, sink, extra=record)
+    events.note(f"forecasts written for {', '.join(passed)}; artifacts: {run_dir} (report.md, "
+                "report_<series>.md, metrics.json/csv, comparison.csv, forecasts.csv)")
+    return RunResult("gate_failed" if held else "done", run_dir, every, held, n)
 
 
 def _write_metrics(run_dir: Path, result: PooledAssessment, failures: dict[str, list[str]]

@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from cbi_toolkit.evaluation import FoldPrediction, format_table, interval  # noqa: E402
+from cbi_toolkit.evaluation import format_table  # noqa: E402
+from cbi_toolkit.metrics import FoldPrediction, interval  # noqa: E402
+from cbi_toolkit.storage import atomic_write_text  # noqa: E402
 from cbi_toolkit.targets import HORIZONS  # noqa: E402
 
 
@@ -186,5 +188,5 @@ def write_report(path: Path, *, spec_name: str, run_id: str, model_version: str,
     lines += ["## Deploy gate", "", verdict, "", "## Forecast", "",
               forecasts.drop(columns=["run_id", "model_version"]).to_markdown(index=False), ""]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots] + [""]
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

@@ -26,7 +26,8 @@ from pydantic import (
 )
 
 from cbi_toolkit.errors import SpecError, safe_text
-from cbi_toolkit.features.registry import FEATURES, validate_feature_params
+from cbi_toolkit.features.params import PARAMS as FEATURES
+from cbi_toolkit.features.params import validate_feature_params
 from cbi_toolkit.sinks.config import DuckDBSinkConfig, SinkConfig
 from cbi_toolkit.sources.config import SourceConfig
 from cbi_toolkit.targets import HORIZONS
@@ -371,6 +372,22 @@ class Spec(_Strict):
 # ---------------------------------------------------------------------------
 # loading
 
+#: Spec parts that change nothing a run computes: where it writes, what it says, where its
+#: fits run.
+NOT_FINGERPRINTED: dict[str, Any] = {"sink": True, "runs_dir": True, "description": True,
+                                     "training": {"n_jobs", "scheduler"}}
+
+
+def spec_fingerprint(spec: Spec, exclude: set[str] | dict[str, Any] | None = None) -> str:
+    """sha256 (hex) of the resolved spec less ``exclude`` (pydantic's exclude: a set of
+    sections or a nested mapping; default `NOT_FINGERPRINTED`): the one fingerprint of a
+    spec (a run's model version, a search variant's hash, the search's sample groups)."""
+    from cbi_toolkit.storage import json_sha256
+
+    exclude = NOT_FINGERPRINTED if exclude is None else exclude
+    return json_sha256(json.loads(spec.model_dump_json(exclude=exclude)))
+
+
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:
     """Read, resolve `extends:` and validate a spec file.
 
@@ -437,6 +454,10 @@ def _resolve(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], dict[
     return deep_merge(base, doc), {**base_lines, **lines}
 
 
+#: libyaml's safe loader where PyYAML has it (ten times faster); same documents.
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _read_yaml(path: Path, quiet: bool = False) -> tuple[yaml.Node | None, Any]:
     """The file's YAML node tree and document, within MAX_SPEC_BYTES, MAX_DEPTH and
     MAX_NODES, as UTF-8. ``quiet``: a parent file, whose text is never quoted."""
@@ -450,10 +471,10 @@ def _read_yaml(path: Path, quiet: bool = False) -> tuple[yaml.Node | None, Any]:
                         "YAML file (put data in files under the data directory)")
     text = _decode(path, data)
     try:
-        _check_shape(text, path)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_size(node, path)
-        doc = yaml.safe_load(text)
+        try:
+            node, doc = _parse(text, path, _FAST_LOADER)
+        except yaml.YAMLError:  # parsed again by the pure-Python loader, which words the error
+            node, doc = _parse(text, path, yaml.SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark else ""
@@ -463,6 +484,13 @@ def _read_yaml(path: Path, quiet: bool = False) -> tuple[yaml.Node | None, Any]:
         raise SpecError(f"{path}{line}: malformed YAML: {safe_text(problem)[:160]}; fix the "
                         "syntax") from None
     return node, doc
+
+
+def _parse(text: str, path: Path, loader: type) -> tuple[yaml.Node | None, Any]:
+    _check_shape(text, path, loader)
+    node = yaml.compose(text, Loader=loader)
+    _check_size(node, path)
+    return node, yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
 
 
 def _decode(path: Path, data: bytes) -> str:
@@ -476,10 +504,10 @@ def _decode(path: Path, data: bytes) -> str:
             from None
 
 
-def _check_shape(text: str, path: Path) -> None:
+def _check_shape(text: str, path: Path, loader: type = yaml.SafeLoader) -> None:
     """Nesting depth from the event stream (the composer recurses; this does not)."""
     depth = 0
-    for n, event in enumerate(yaml.parse(text, Loader=yaml.SafeLoader)):
+    for n, event in enumerate(yaml.parse(text, Loader=loader)):
         if n > 2 * MAX_NODES:
             raise SpecError(f"{path}: more than {MAX_NODES} values; a spec is a short file "
                             "(put data in files under the data directory)")

@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.evaluation import LEVELS, FoldPrediction, calibrated, interval
+from cbi_toolkit.evaluation import calibrated
+from cbi_toolkit.metrics import LEVELS, FoldPrediction, interval
+from cbi_toolkit.storage import atomic_write_bytes
 from cbi_toolkit.targets import HORIZONS
 
 FOLDER = "sink"
@@ -44,11 +46,12 @@ def build(spec, data_dir: str | None, preds: list[FoldPrediction], model: str,
 
 def target_closes(spec, data_dir: str | None) -> pd.Series:
     """The target's closes on its trading days (the calendar the run's targets use)."""
-    from cbi_toolkit.data import released
-    from cbi_toolkit.runs import source_context
+    from cbi_toolkit.data import released, resolve_data_dir
+    from cbi_toolkit.sources.base import SourceContext
 
     source = spec.source_for(spec.target)
-    return released(source.load(source_context(data_dir)), source)[spec.target].dropna()
+    ctx = SourceContext(data_dir=resolve_data_dir(data_dir))
+    return released(source.load(ctx), source)[spec.target].dropna()
 
 
 def actual_rows(closes: pd.Series, series: str) -> pd.DataFrame:
@@ -109,7 +112,7 @@ def save(run_dir: Path, tables: dict[str, pd.DataFrame]) -> None:
     folder = run_dir / FOLDER
     folder.mkdir(exist_ok=True)
     for name, frame in tables.items():
-        frame.to_parquet(folder / f"{name}.parquet", index=False)
+        atomic_write_bytes(folder / f"{name}.parquet", frame.to_parquet(index=False))
 
 
 def load(run_dir: Path) -> dict[str, pd.DataFrame]:

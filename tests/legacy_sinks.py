@@ -15,14 +15,10 @@ import duckdb
 import pandas as pd
 
 from cbi_toolkit import bq_identifiers as ids
+from cbi_toolkit.bq_client import make_client, retry_policy, translated
 from cbi_toolkit.errors import SinkError
-from cbi_toolkit.sinks.bigquery import (
-    BigQuerySinkConfig,
-    _api_type,
-    make_client,
-    retry_policy,
-    translated,
-)
+from cbi_toolkit.sinks.bigquery import _api_type
+from cbi_toolkit.sinks.config import BigQuerySinkConfig
 
 PREDICTION_SCHEMA: dict[str, str] = {
     "origin_date": "DATE",

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from cbi_toolkit.cli import main
-from cbi_toolkit.sinks.bigquery import BigQuerySink, BigQuerySinkConfig
+from cbi_toolkit.sinks.bigquery import BigQuerySink
+from cbi_toolkit.sinks.config import BigQuerySinkConfig
 from tests.conftest import BQ_PROJECT
 
 TINY = ["window=10", "model.hidden_dim=4", "model.num_heads=1", "model.num_layers=1",

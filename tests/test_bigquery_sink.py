@@ -20,8 +20,9 @@ from pydantic import ValidationError
 from cbi_toolkit.errors import SinkError
 from cbi_toolkit.sinks import make_sink
 from cbi_toolkit.sinks.base import PREDICTION_SCHEMA
-from cbi_toolkit.sinks.bigquery import BigQuerySink, BigQuerySinkConfig, sink_from_url
-from cbi_toolkit.sinks.config import DuckDBSinkConfig
+from cbi_toolkit.sinks.bigquery import BigQuerySink
+from cbi_toolkit.sinks.config import BigQuerySinkConfig, DuckDBSinkConfig
+from cbi_toolkit.sinks.resolve import sink_from_url
 from tests.conftest import BQ_PROJECT
 
 HORIZONS = {"1w": 5, "1m": 21}

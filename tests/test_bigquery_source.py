@@ -14,8 +14,8 @@ import pytest
 from google.cloud import bigquery
 from pydantic import ValidationError
 
+from cbi_toolkit.bq_client import make_client
 from cbi_toolkit.errors import SourceError
-from cbi_toolkit.sinks.bigquery import make_client
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.sources.bigquery import BigQuerySource
 from cbi_toolkit.sources.files import FileSource

@@ -20,7 +20,8 @@ from cbi_toolkit.calibration import (
     fit_calibration,
     fit_combination,
 )
-from cbi_toolkit.evaluation import FoldPrediction, calibrations
+from cbi_toolkit.evaluation import calibrations
+from cbi_toolkit.metrics import FoldPrediction
 
 H = 21
 

@@ -18,15 +18,8 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cbi_toolkit.dashboard.cli import APP
-from cbi_toolkit.evaluation import (
-    LEVELS,
-    FoldPrediction,
-    calibrated,
-    calibrations,
-    direction_accuracy,
-    mae,
-    mape,
-)
+from cbi_toolkit.evaluation import calibrated, calibrations
+from cbi_toolkit.metrics import LEVELS, FoldPrediction, direction_accuracy, mae, mape
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.spec import load_spec
 from tests.browser_support import dashboard

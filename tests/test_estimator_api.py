@@ -1,10 +1,15 @@
 """scikit-learn conventions every estimator keeps: ``fit`` returns self, ``predict`` before
-``fit`` (or on a clone of a fitted one) raises NotFittedError, parameters round-trip."""
+``fit`` (or on a clone of a fitted one) raises NotFittedError, parameters round-trip, one
+name per setting, ``fit`` leaves torch's global random state alone, a fitted estimator
+pickles."""
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -17,7 +22,7 @@ from cbi_toolkit.models.baselines import (
 )
 from cbi_toolkit.models.peers import AutoARIMA, AutoETS, GarchRandomWalk
 from cbi_toolkit.models.regressor import ForecastRegressor
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.spec import load_spec
 
 ESTIMATORS = {
@@ -50,8 +55,22 @@ def test_sklearn_conventions(name, data):
     params = est.get_params()
     assert clone(est).get_params().keys() == params.keys()
     assert est.set_params(**{k: v for k, v in params.items() if "__" not in k}) is est
+    deep = est.get_params(deep=True)
+    again = clone(est).set_params(**deep).get_params(deep=True)
+    assert again.keys() == deep.keys()
+    assert all(again[k] is deep[k] or again[k] == deep[k] for k in deep)
+    # one name per setting: patience and warm-up are the estimator's, not its callbacks'
+    assert not any(k.startswith("callbacks__") for k in deep), sorted(deep)
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
     assert est.fit(train.X, train.y) is est
+    assert torch.equal(torch.rand(3), expected)  # fit seeds its own generator, not torch's
     mu, sigma = est.predict_dist(test.X)
     assert mu.shape == sigma.shape == (len(test), 1) and np.isfinite(mu).all() and (sigma > 0).all()
     with pytest.raises(NotFittedError):  # a clone keeps the parameters, not the fit
         clone(est).predict(test.X)
+    back = pickle.loads(pickle.dumps(est))
+    mu_back, sigma_back = back.predict_dist(test.X)
+    np.testing.assert_allclose(mu_back, mu, rtol=1e-6)
+    np.testing.assert_allclose(sigma_back, sigma, rtol=1e-6)

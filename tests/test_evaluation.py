@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from scipy.stats import norm
 
-from cbi_toolkit.evaluation import (
+from cbi_toolkit.evaluation import score_folds, summarise
+from cbi_toolkit.metrics import (
     FoldPrediction,
     conformal_scale,
     coverage,
@@ -17,8 +18,6 @@ from cbi_toolkit.evaluation import (
     mae,
     mape,
     pinball,
-    score_folds,
-    summarise,
 )
 
 

@@ -21,12 +21,12 @@ from cbi_toolkit.export import (
     load_exported,
     raw_windows,
     scaled_module,
-    serving_model,
 )
 from cbi_toolkit.features.windows import WindowScaler
 from cbi_toolkit.models.device import cpu_supports_bf16, resolve_precision
 from cbi_toolkit.models.regressor import ForecastRegressor
 from cbi_toolkit.pipeline import predict_dist
+from cbi_toolkit.serving import serving_model
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.spec import load_spec
 

@@ -101,3 +101,14 @@ def test_scaler_fits_on_training_rows_only(frame):
     np.testing.assert_allclose(scaler.mean_, rows.mean(axis=0), rtol=1e-5)
     scaled = scaler.transform(train).gather()
     assert abs(scaled.mean()) < 0.2 and scaled.dtype == np.float32
+
+
+def test_the_spec_checks_the_parameters_each_transformer_takes():
+    """Spec validation reads `features.params` (no transformer imported): its names and
+    defaults must be the transformers' own."""
+    from cbi_toolkit.features.params import PARAMS
+
+    assert list(PARAMS) == list(FEATURES)
+    for name, cls in FEATURES.items():
+        params = {k: v for k, v in cls().get_params().items() if k not in ("target", "roles")}
+        assert params == PARAMS[name], name

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from cbi_toolkit.forecast_run import check_gate
+from cbi_toolkit.run.gate import check_gate
 from cbi_toolkit.spec import GateConfig
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from cbi_toolkit.cli import main
 from cbi_toolkit.errors import DataError
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.spec import load_spec
 

@@ -11,7 +11,7 @@ from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.backtest import labelled_samples
 from cbi_toolkit.pipeline import build_pipeline
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.spec import load_spec
 from cbi_toolkit.walkforward import walk_forward
 

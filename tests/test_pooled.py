@@ -18,7 +18,7 @@ from cbi_toolkit.features.windows import WindowScaler
 from cbi_toolkit.models.global_network import GlobalForecastNet
 from cbi_toolkit.pooled import build_pooled_pipeline
 from cbi_toolkit.pooled_dataset import labelled_pooled, load_pooled_samples
-from cbi_toolkit.runs import source_context
+from cbi_toolkit.run.prepare import source_context
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.spec import load_spec
 

@@ -13,16 +13,11 @@ from sklearn.pipeline import Pipeline
 from cbi_toolkit.dataset import load_samples
 from cbi_toolkit.errors import ArtifactError
 from cbi_toolkit.features.windows import Windows, WindowScaler
-from cbi_toolkit.models.regressor import (
-    ForecastRegressor,
-    GaussianForecastLoss,
-    TailSplit,
-    TrainingDivergedError,
-    WindowDataset,
-    load_regressor,
-    regressor_from_spec,
-    save_regressor,
-)
+from cbi_toolkit.models.batching import TailSplit, WindowDataset
+from cbi_toolkit.models.loss import GaussianForecastLoss
+from cbi_toolkit.models.persistence import load_regressor, save_regressor
+from cbi_toolkit.models.regressor import ForecastRegressor, TrainingDivergedError
+from cbi_toolkit.pipeline import regressor_from_spec
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.spec import load_spec
 

@@ -298,7 +298,7 @@ def test_resumed_backtest_with_refit_every_or_warm_start_is_unchanged(small, tmp
 def _compare_resumed_backtest(small, tmp_path, validation):
     from cbi_toolkit.backtest import backtest, labelled_samples
     from cbi_toolkit.pipeline import build_baselines, build_pipeline
-    from cbi_toolkit.runs import prepare
+    from cbi_toolkit.run.prepare import prepare
     from cbi_toolkit.spec import load_spec
 
     data, spec_path, _ = small

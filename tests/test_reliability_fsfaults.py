@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cbi_toolkit.checkpoint import atomic_write_bytes
 from cbi_toolkit.errors import SinkError, StorageError
 from cbi_toolkit.sinks.duckdb import DuckDBSink
+from cbi_toolkit.storage import atomic_write_bytes
 from tests.reliability_support import (
     cli_args,
     make_small_data,

@@ -181,7 +181,7 @@ def test_cut_manifest_json_is_refused(finished, tmp_path, capsys):
 def epoch_file(finished, tmp_path_factory):
     from cbi_toolkit.backtest import labelled_samples, with_epoch_checkpoint
     from cbi_toolkit.pipeline import build_pipeline
-    from cbi_toolkit.runs import prepare
+    from cbi_toolkit.run.prepare import prepare
     from cbi_toolkit.spec import load_spec
 
     data, runs = finished

@@ -16,7 +16,7 @@ from cbi_toolkit.cli import main
 from cbi_toolkit.errors import ArtifactError, SinkError
 from cbi_toolkit.models.baselines import VolatilityRandomWalk
 from cbi_toolkit.pipeline import predict_dist
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.spec import DEFAULT_BASELINES, load_spec
 

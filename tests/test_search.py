@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV
 from cbi_toolkit.backtest import labelled_samples
 from cbi_toolkit.errors import SpecError
 from cbi_toolkit.pipeline import build_pipeline
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.search import (
     RESULTS_FILE,
     ForecastScorer,

@@ -26,7 +26,7 @@ from cbi_toolkit.backtest import labelled_samples
 from cbi_toolkit.checkpoint import load_epoch_state, load_fold
 from cbi_toolkit.errors import ArtifactError
 from cbi_toolkit.pipeline import build_pipeline, predict_dist
-from cbi_toolkit.runs import prepare
+from cbi_toolkit.run.prepare import prepare
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.spec import load_spec
 from tests.reliability_support import (

@@ -15,7 +15,8 @@ import pytest
 from cbi_toolkit import track_record
 from cbi_toolkit.errors import SinkError
 from cbi_toolkit.sinks.base import PREDICTION_KEY
-from cbi_toolkit.sinks.bigquery import BigQuerySink, BigQuerySinkConfig
+from cbi_toolkit.sinks.bigquery import BigQuerySink
+from cbi_toolkit.sinks.config import BigQuerySinkConfig
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from tests.conftest import BQ_PROJECT
 from tests.legacy_sinks import LegacyBigQuerySink, LegacyDuckDBSink

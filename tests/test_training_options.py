@@ -13,7 +13,8 @@ import torch
 from cbi_toolkit.dataset import load_samples
 from cbi_toolkit.errors import CbiError
 from cbi_toolkit.features.windows import WindowScaler
-from cbi_toolkit.models.regressor import ForecastRegressor, WindowBatches, WindowDataset
+from cbi_toolkit.models.batching import WindowBatches, WindowDataset
+from cbi_toolkit.models.regressor import ForecastRegressor
 from cbi_toolkit.pipeline import build_pipeline
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.spec import load_spec

@@ -17,9 +17,9 @@ NO_DATA_HINT = ("run a spec first, e.g. `cbi-run specs/zl_1m_quick.yaml` (it wri
 
 def open_sink(url: str):
     """The sink a URL names: ``duckdb:rel/path``, ``duckdb:///abs/path`` or
-    ``bigquery://PROJECT/DATASET[?...]`` (see sinks.bigquery.sink_from_url)."""
+    ``bigquery://PROJECT/DATASET[?...]`` (see sinks.resolve.sink_from_url)."""
     from cbi_toolkit.sinks import make_sink
-    from cbi_toolkit.sinks.bigquery import sink_from_url
+    from cbi_toolkit.sinks.resolve import sink_from_url
 
     return make_sink(sink_from_url(url))
 

@@ -36,9 +36,6 @@ class CausalFeature(TransformerMixin, BaseEstimator):
     def _compute(self, frame: pd.DataFrame) -> pd.DataFrame:
         raise NotImplementedError
 
-    def check_params(self) -> None:
-        """Raise ValueError on an out-of-range parameter (called when a spec is loaded)."""
-
     @property
     def lookback(self) -> int:
         """Rows of history the longest computation needs before its first value."""
@@ -51,12 +48,3 @@ class CausalFeature(TransformerMixin, BaseEstimator):
 
     def log_price(self, frame: pd.DataFrame) -> pd.Series:
         return np.log(frame[self.target])
-
-
-def positive_ints(name: str, values, allow_empty: bool = False) -> None:
-    values = list(values) if isinstance(values, list | tuple) else [values]
-    if not values and not allow_empty:
-        raise ValueError(f"{name} must not be empty")
-    for v in values:
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{name} must hold positive integers, got {v!r}")

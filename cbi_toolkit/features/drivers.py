@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.features.base import CausalFeature, positive_ints
+from cbi_toolkit.features.base import CausalFeature
+from cbi_toolkit.seasonal import causal_monthly_z
 
 
 def _change(series: pd.Series, role: str, lag: int) -> pd.Series:
@@ -23,9 +24,6 @@ class DriverChanges(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, lags=(1, 5, 21)):
         self.target, self.roles, self.lags = target, roles, lags
-
-    def check_params(self):
-        positive_ints("lags", self.lags)
 
     @property
     def lookback(self):
@@ -47,11 +45,6 @@ class RollingCorrelation(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, window: int = 30):
         self.target, self.roles, self.window = target, roles, window
 
-    def check_params(self):
-        positive_ints("window", self.window)
-        if self.window < 5:
-            raise ValueError("a correlation window needs at least 5 days")
-
     @property
     def lookback(self):
         return self.window + 1
@@ -71,11 +64,6 @@ class Regimes(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, window: int = 252):
         self.target, self.roles, self.window = target, roles, window
-
-    def check_params(self):
-        positive_ints("window", self.window)
-        if self.window < 200:
-            raise ValueError("the regime window must be at least 200 days (it holds MA200)")
 
     @property
     def lookback(self):
@@ -117,9 +105,6 @@ class Positioning(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, change: int = 21, zscore: int = 756):
         self.target, self.roles, self.change, self.zscore = target, roles, change, zscore
 
-    def check_params(self):
-        positive_ints("change/zscore", [self.change, self.zscore])
-
     @property
     def lookback(self):
         return max(self.change, self.zscore)
@@ -145,9 +130,6 @@ class WeatherAnomalies(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, window: int = 21, min_years: int = 3):
         self.target, self.roles, self.window, self.min_years = target, roles, window, min_years
 
-    def check_params(self):
-        positive_ints("window/min_years", [self.window, self.min_years])
-
     @property
     def lookback(self):
         return self.window
@@ -157,24 +139,5 @@ class WeatherAnomalies(CausalFeature):
         for col in self.series_with_role(frame, "weather"):
             roll = frame[col].rolling(self.window, min_periods=self.window // 2)
             agg = roll.sum() if "prcp" in col else roll.mean()
-            out[f"{col}_anom"] = _causal_monthly_z(agg, self.min_years)
+            out[f"{col}_anom"] = causal_monthly_z(agg, self.min_years)
         return pd.DataFrame(out, index=frame.index)
-
-
-def _causal_monthly_z(x: pd.Series, min_years: int) -> pd.Series:
-    """z-score of x against the same calendar month of previous years only."""
-    year, month = x.index.year, x.index.month
-    monthly = x.groupby([year, month]).agg(["sum", "count"])
-    monthly["sq"] = (x ** 2).groupby([year, month]).sum()
-    monthly.index.names = ["year", "month"]
-    # cumulate over earlier years of the same month, excluding the current year
-    cum = monthly.groupby(level="month").cumsum() - monthly
-    years_seen = monthly["count"].gt(0).groupby(level="month").cumsum() - 1
-    n = cum["count"]
-    mean = cum["sum"] / n
-    std = np.sqrt((cum["sq"] / n - mean ** 2).clip(lower=0) * n / (n - 1))
-    stats = pd.DataFrame({"mean": mean, "std": std}).where(years_seen >= min_years)
-    keys = pd.MultiIndex.from_arrays([year, month])
-    mean_t = stats["mean"].reindex(keys).to_numpy()
-    std_t = stats["std"].reindex(keys).to_numpy()
-    return pd.Series((x.to_numpy() - mean_t) / std_t, index=x.index)

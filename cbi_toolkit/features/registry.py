@@ -1,4 +1,5 @@
-"""Feature names a spec may list, and their transformers."""
+"""The transformer of each feature a spec may list (their parameters and checks:
+`cbi_toolkit.features.params`)."""
 
 from __future__ import annotations
 
@@ -41,17 +42,3 @@ FEATURES: dict[str, type[CausalFeature]] = {
 def make_feature(name: str, params: dict[str, Any], target: str = "zl",
                  roles: dict[str, str] | None = None) -> CausalFeature:
     return FEATURES[name](target=target, roles=roles, **params)
-
-
-def validate_feature_params(name: str, params: dict[str, Any]) -> None:
-    """Raise ValueError naming the feature if ``params`` are unknown or out of range."""
-    cls = FEATURES[name]
-    allowed = [p for p in cls._get_param_names() if p not in ("target", "roles")]
-    unknown = [p for p in params if p not in allowed]
-    if unknown:
-        raise ValueError(f"feature {name!r}: unknown parameter {unknown[0]!r}; "
-                         f"allowed: {', '.join(allowed) or '(none)'}")
-    try:
-        make_feature(name, params).check_params()
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"feature {name!r}: {exc}") from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.features.base import CausalFeature, positive_ints
+from cbi_toolkit.features.base import CausalFeature
 
 ANNUAL = np.sqrt(252.0)
 
@@ -16,9 +16,6 @@ class LogReturns(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, lags=(1, 5, 10, 21, 63)):
         self.target, self.roles, self.lags = target, roles, lags
-
-    def check_params(self):
-        positive_ints("lags", self.lags)
 
     @property
     def lookback(self):
@@ -34,9 +31,6 @@ class MovingAverages(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, windows=(10, 50, 200)):
         self.target, self.roles, self.windows = target, roles, windows
-
-    def check_params(self):
-        positive_ints("windows", self.windows)
 
     @property
     def lookback(self):
@@ -58,9 +52,6 @@ class RSI(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, window: int = 14):
         self.target, self.roles, self.window = target, roles, window
 
-    def check_params(self):
-        positive_ints("window", self.window)
-
     @property
     def lookback(self):
         return self.window
@@ -81,11 +72,6 @@ class MACD(CausalFeature):
         self.target, self.roles = target, roles
         self.fast, self.slow, self.signal = fast, slow, signal
 
-    def check_params(self):
-        positive_ints("fast/slow/signal", [self.fast, self.slow, self.signal])
-        if self.fast >= self.slow:
-            raise ValueError(f"fast ({self.fast}) must be shorter than slow ({self.slow})")
-
     @property
     def lookback(self):
         return self.slow + self.signal
@@ -104,11 +90,6 @@ class Bollinger(CausalFeature):
     def __init__(self, target: str = "zl", roles=None, window: int = 20, k: float = 2.0):
         self.target, self.roles, self.window, self.k = target, roles, window, k
 
-    def check_params(self):
-        positive_ints("window", self.window)
-        if not self.k > 0:
-            raise ValueError(f"k must be positive, got {self.k!r}")
-
     @property
     def lookback(self):
         return self.window
@@ -125,11 +106,6 @@ class Volatility(CausalFeature):
 
     def __init__(self, target: str = "zl", roles=None, windows=(21, 63)):
         self.target, self.roles, self.windows = target, roles, windows
-
-    def check_params(self):
-        positive_ints("windows", self.windows)
-        if min(self.windows) < 2:
-            raise ValueError("volatility windows must be at least 2 days")
 
     @property
     def lookback(self):

@@ -1,8 +1,10 @@
-"""Input checks shared by the baselines and peers."""
+"""Input checks of the network regressor, the baselines and the peers."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from cbi_toolkit.features.windows import Windows, as_windows
 
 
 def check_y(y, n: int) -> np.ndarray:
@@ -42,3 +44,33 @@ def check_horizons(horizons, y: np.ndarray) -> tuple[int, ...]:
         raise ValueError(f"horizons {days} must give one positive length in trading days per "
                          f"column of y ({y.shape[1]} columns)")
     return days
+
+
+def _used_rows(win: Windows) -> np.ndarray:
+    """Mask of the rows of ``win.values`` that some sample reads."""
+    marks = np.zeros(len(win.values) + 1, dtype=np.int64)
+    np.add.at(marks, win.ends - win.window + 1, 1)
+    np.add.at(marks, win.ends + 1, -1)
+    return np.cumsum(marks[:-1]) > 0
+
+
+def check_inputs(X, y=None) -> tuple[Windows, np.ndarray | None]:
+    """`Windows` and float32 ``y [n, H]``; ValueError on NaN or inf, naming where."""
+    win = as_windows(X)
+    used = _used_rows(win)
+    bad = ~np.isfinite(win.values[used])
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        raise ValueError(f"X contains {int(bad.sum())} NaN or infinite feature values "
+                         f"(first at feature column {int(cols[0])}, row "
+                         f"{int(np.flatnonzero(used)[rows[0]])} of the feature matrix); "
+                         "drop or fill them before fitting")
+    if y is None:
+        return win, None
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or len(y) != len(win):
+        raise ValueError(f"y must be [n_samples, n_horizons] with n_samples={len(win)}, "
+                         f"got shape {y.shape}")
+    return win, check_targets(y)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from cbi_toolkit.console import PrintedEvents, exit_code, guarded
 from cbi_toolkit.errors import CbiError
 from cbi_toolkit.search.grid import load_grid
 from cbi_toolkit.search.runner import format_leaderboard, run_search
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 class GridInterrupted(BaseException):  # noqa: N818 - like KeyboardInterrupt
     """Ctrl-C during a search. Not a KeyboardInterrupt, which skorch takes as "stop
     training early": the variant would be scored and stored half-trained (cbi-run
-    does the same, see forecast_run.RunInterrupted)."""
+    does the same, see cbi_toolkit.run.interrupts.RunInterrupted)."""
 
 
 def _raise_interrupt(signum, frame):  # noqa: ARG001
@@ -68,26 +69,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _raise_interrupt) if in_main else None
     try:
-        return _main(args)
-    except CbiError as exc:
-        from cbi_toolkit.errors import safe_text
-
-        print(f"error: {safe_text(' '.join(str(exc).splitlines()))}", file=sys.stderr)
-        return exc.exit_code
-    except (KeyboardInterrupt, GridInterrupted):
-        print("error: interrupted; finished variants are stored, re-run the same command to "
-              "resume", file=sys.stderr)
-        return 130
-    except BaseException as exc:
-        from cbi_toolkit.forecast_run import INTERRUPTED, RunInterrupted
-
-        if isinstance(exc, RunInterrupted):  # Ctrl-C in --run-best's run
-            print(f"error: {exc}", file=sys.stderr)
-            return INTERRUPTED
-        raise
+        return guarded(lambda: _interruptible(args), interrupted=INTERRUPTED_TEXT)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+INTERRUPTED_TEXT = ("error: interrupted; finished variants are stored, re-run the same command "
+                    "to resume")
+
+
+def _interruptible(args: argparse.Namespace) -> int:
+    try:
+        return _main(args)
+    except GridInterrupted:
+        raise KeyboardInterrupt from None
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -113,18 +109,13 @@ def _main(args: argparse.Namespace) -> int:
           f"and .md; best spec: {result.best_spec_path}")
     if not args.run_best:
         return 0
-    from cbi_toolkit import cli, runs
+    from cbi_toolkit.run.options import RunOptions
+    from cbi_toolkit.run.stages import run
     from cbi_toolkit.spec import load_spec
 
-    run_argv = [str(result.best_spec_path)]
-    for flag, value in (("--data-dir", args.data_dir), ("--runs-dir", args.runs_dir),
-                        ("--sink", args.sink)):
-        if value:
-            run_argv += [flag, value]
-    if args.quiet:
-        run_argv.append("-q")
-    run_args = cli.build_parser().parse_args(run_argv)
-    return runs.run_cli(load_spec(result.best_spec_path), run_args)
+    options = RunOptions(data_dir=args.data_dir, runs_dir=args.runs_dir, sink=args.sink,
+                         quiet=args.quiet)
+    return exit_code(run(load_spec(result.best_spec_path), options, events=PrintedEvents()))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +14,17 @@ from sklearn.model_selection import ParameterGrid, ParameterSampler
 
 from cbi_toolkit.errors import SpecError
 from cbi_toolkit.search.scoring import METRICS
-from cbi_toolkit.spec import Spec, resolve_spec_file, set_path, validate_spec
+from cbi_toolkit.spec import (
+    Spec,
+    resolve_spec_file,
+    set_path,
+    spec_fingerprint,
+    validate_spec,
+)
 
 #: Metrics where higher is better (default goal max); all others: lower is better.
 HIGHER_IS_BETTER = {"direction"}
+#: A variant's hash ignores where it is written and its name and description.
 _NOT_HASHED = {"name", "description", "sink", "runs_dir"}
 
 
@@ -148,8 +154,7 @@ class Grid:
 
 def variant_hash(spec: Spec) -> str:
     """Stable for the same resolved spec, whatever its name, sink or runs folder."""
-    doc = json.loads(spec.model_dump_json(exclude=_NOT_HASHED))
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:12]
+    return spec_fingerprint(spec, _NOT_HASHED)[:12]
 
 
 def load_grid(path: str | Path, yes: bool = False) -> Grid:

@@ -51,7 +51,7 @@ def prepare_groups(grid: Grid, data_dir: str | None) -> tuple[list[_Group], str,
     """Samples per group, cut to the labelled origins all groups share.
     Returns the groups, the fingerprint of the evaluation origins and their count."""
     from cbi_toolkit.backtest import labelled_samples
-    from cbi_toolkit.runs import prepare
+    from cbi_toolkit.run.prepare import prepare
 
     groups: dict[str, _Group] = {}
     for v in grid.variants:

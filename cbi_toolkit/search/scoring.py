@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,8 +11,9 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, ParameterGrid
 
 from cbi_toolkit.errors import CbiError
-from cbi_toolkit.evaluation import FoldPrediction, score
-from cbi_toolkit.spec import Spec
+from cbi_toolkit.evaluation import score
+from cbi_toolkit.metrics import FoldPrediction
+from cbi_toolkit.spec import Spec, spec_fingerprint
 
 #: Metrics of `evaluation.score` the scorer reports per horizon.
 METRICS = ("mae", "mape", "mase", "direction", "direction_n", "coverage_80", "coverage_95",
@@ -27,8 +27,7 @@ PIPELINE_KEYS = {"model", "training", "gate", "forecast", "sink", "runs_dir", "n
 
 def group_key(spec: Spec) -> str:
     """Equal for variants that share samples and folds."""
-    doc = json.loads(spec.model_dump_json(exclude=PIPELINE_KEYS))
-    return json.dumps(doc, sort_keys=True)
+    return spec_fingerprint(spec, PIPELINE_KEYS)
 
 
 def _plain_params(pipe) -> dict[str, Any]:

@@ -16,11 +16,15 @@ Tables (logical BigQuery types; DuckDB maps them):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Protocol
 
 from cbi_toolkit.errors import SinkError
+from cbi_toolkit.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 #: Column -> logical type, in table order.
 PREDICTION_SCHEMA: dict[str, str] = {

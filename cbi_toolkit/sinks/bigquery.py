@@ -4,9 +4,8 @@
 A write loads the batch into a staging table (a Parquet load job), applies it with
 one ``MERGE`` keyed on the table's key (for predictions: series, kind, origin_date,
 horizon, model_version), then drops the staging table. A failed load or MERGE leaves
-the table as it was. Credentials come from the standard Google auth chain only; with
-``api_endpoint`` set (an emulator) and no credentials found, anonymous credentials are
-used. The ``google-cloud-bigquery`` import is deferred to first use so that loading a spec stays fast.
+the table as it was. The client (credentials, retries, error messages) is
+`cbi_toolkit.bq_client`; the ``sink:`` section is `cbi_toolkit.sinks.config.BigQuerySinkConfig`.
 """
 
 from __future__ import annotations
@@ -14,17 +13,14 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
-import re
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import parse_qs, urlsplit
+from typing import TYPE_CHECKING
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cbi_toolkit import bq_identifiers as ids
-from cbi_toolkit.errors import CbiError, SinkError
+from cbi_toolkit.bq_client import make_client, retry_policy, translated
+from cbi_toolkit.errors import SinkError
 from cbi_toolkit.sinks.base import (
     LEGACY_COLUMNS,
     PREDICTION_KEY,
@@ -34,6 +30,7 @@ from cbi_toolkit.sinks.base import (
     actuals_table,
     runs_table,
 )
+from cbi_toolkit.sinks.config import BigQuerySinkConfig
 from cbi_toolkit.sinks.scorecard import latest_select, scorecard_select
 
 if TYPE_CHECKING:
@@ -41,198 +38,6 @@ if TYPE_CHECKING:
 
 #: API type names BigQuery reports -> the names PREDICTION_SCHEMA uses.
 _TYPE_ALIASES = {"FLOAT": "FLOAT64", "INTEGER": "INT64", "BOOLEAN": "BOOL"}
-_SCOPES = ["https://www.googleapis.com/auth/bigquery"]
-
-
-class BigQuerySinkConfig(BaseModel):
-    """``sink: {kind: bigquery, project, dataset, table, view, location, api_endpoint}``.
-
-    Credentials are never part of the spec: they come from application default
-    credentials (``gcloud auth application-default login``, ``GOOGLE_APPLICATION_CREDENTIALS``,
-    the metadata server). ``api_endpoint`` points the client at an emulator or a private
-    endpoint; ``retry_deadline_s`` bounds the retries of transient errors (5xx, 429,
-    network) per call.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    kind: Literal["bigquery"] = "bigquery"
-    project: str
-    dataset: str
-    table: str = "predictions"
-    view: str = "latest_predictions"
-    location: str = "US"
-    api_endpoint: str | None = None
-    retry_deadline_s: float = Field(30.0, gt=0, le=600)
-    job_timeout_s: float = Field(600.0, gt=0, le=6 * 3600)
-
-    @field_validator("project", "dataset", "table", "view", "location")
-    @classmethod
-    def _identifier(cls, value: str, info) -> str:
-        return ids.check(info.field_name, value)
-
-    @field_validator("api_endpoint")
-    @classmethod
-    def _endpoint(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"api_endpoint {value!r} must be an http(s) URL")
-        return value
-
-
-def sink_from_url(url: str, base_config: BaseModel | None = None) -> BaseModel:
-    """The sink config a ``--sink`` URL names.
-
-    ``bigquery://PROJECT/DATASET[/TABLE][?location=EU&view=V&api_endpoint=URL]`` gives a
-    BigQuerySinkConfig; table, view, location, api_endpoint and the deadlines not in the
-    URL come from ``base_config`` when it is a BigQuery sink, else the defaults.
-    ``duckdb:PATH`` (or ``duckdb:///abs/path``) gives a DuckDB sink at PATH.
-    """
-    parts = urlsplit(url)
-    if parts.scheme == "duckdb":
-        from cbi_toolkit.sinks.config import DuckDBSinkConfig
-
-        path = (parts.netloc + parts.path) if parts.netloc else parts.path
-        if not path:
-            raise SinkError(f"--sink {url!r}: no path; use duckdb:runs/forecasts.duckdb")
-        keep = base_config.model_dump(include={"table", "view"}) \
-            if getattr(base_config, "kind", None) == "duckdb" else {}
-        return DuckDBSinkConfig(**{**keep, "path": path})
-    if parts.scheme != "bigquery":
-        raise SinkError(f"--sink {url!r}: unknown scheme; use bigquery://PROJECT/DATASET "
-                        "or duckdb:PATH")
-    segments = [s for s in parts.path.split("/") if s]
-    if not parts.netloc or len(segments) not in (1, 2):
-        raise SinkError(f"--sink {url!r}: expected bigquery://PROJECT/DATASET[/TABLE]")
-    fields: dict = {}
-    if isinstance(base_config, BigQuerySinkConfig):
-        fields = base_config.model_dump(exclude={"kind", "project", "dataset"})
-    query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=False)
-    allowed = {"table", "view", "location", "api_endpoint", "retry_deadline_s", "job_timeout_s"}
-    unknown = sorted(set(query) - allowed)
-    if unknown:
-        raise SinkError(f"--sink {url!r}: unknown option(s) {unknown}; allowed: {sorted(allowed)}")
-    fields.update({key: values[-1] for key, values in query.items()})
-    fields.update(project=parts.netloc, dataset=segments[0])
-    if len(segments) == 2:
-        fields["table"] = segments[1]
-    try:
-        return BigQuerySinkConfig(**fields)
-    except ValueError as exc:  # pydantic.ValidationError
-        first = str(exc).splitlines()
-        raise SinkError(f"--sink {url!r}: {first[2].strip() if len(first) > 2 else first[0]}") \
-            from None
-
-
-# --- the client, its retries and its errors (shared with the BigQuery source) ---------------
-
-
-def retry_policy(deadline_s: float):
-    """The client's default retry predicate (5xx, 429 rate limits, network) with a bounded
-    deadline instead of the default ten minutes."""
-    from google.cloud.bigquery.retry import DEFAULT_RETRY
-
-    return DEFAULT_RETRY.with_deadline(deadline_s).with_delay(
-        initial=0.25, maximum=min(4.0, deadline_s), multiplier=2.0)
-
-
-def make_client(project: str, location: str | None, api_endpoint: str | None, error: type,
-                label: str) -> bigquery.Client:
-    """A client with credentials from the standard auth chain (anonymous for an emulator)."""
-    import google.auth
-    from google.auth.exceptions import DefaultCredentialsError
-    from google.cloud import bigquery
-
-    try:
-        credentials, _ = google.auth.default(scopes=_SCOPES)
-    except DefaultCredentialsError as exc:
-        if not api_endpoint:
-            raise error(f"{label}: no usable Google credentials ({_first_line(exc)[:120]}); "
-                        "run `gcloud auth application-default login` or set "
-                        "GOOGLE_APPLICATION_CREDENTIALS to a service-account key file") from None
-        from google.auth.credentials import AnonymousCredentials
-
-        credentials = AnonymousCredentials()
-    options = {"api_endpoint": api_endpoint} if api_endpoint else None
-    return bigquery.Client(project=project, credentials=credentials, location=location,
-                           client_options=options)
-
-
-def explain(exc: BaseException, endpoint: str | None) -> tuple[str, str]:
-    """(what went wrong, what to do) for a client exception, each one line."""
-    from google.api_core import exceptions as gexc
-    from google.auth import exceptions as auth_exc
-
-    where = endpoint or "BigQuery"
-    if isinstance(exc, gexc.RetryError):
-        if exc.cause is None:
-            return (f"gave up after retrying ({_first_line(exc)})",
-                    f"check the network and that {where} is reachable, then run again")
-        what, todo = explain(exc.cause, endpoint)
-        return f"{what}, still failing when the retry deadline ran out", todo
-    if isinstance(exc, auth_exc.RefreshError):
-        return (f"credentials rejected ({_first_line(exc)})",
-                "run `gcloud auth application-default login` or renew the service-account key")
-    if isinstance(exc, auth_exc.GoogleAuthError):
-        return (f"credentials problem ({_first_line(exc)})",
-                "check GOOGLE_APPLICATION_CREDENTIALS or run `gcloud auth application-default "
-                "login`")
-    reason = ""
-    with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
-        reason = exc.errors[0]["reason"]
-    message = _first_line(exc)
-    if isinstance(exc, gexc.TooManyRequests) or reason in ("quotaExceeded", "rateLimitExceeded"):
-        return (f"quota or rate limit exceeded ({message})",
-                "wait and run again, or raise the project's BigQuery quota")
-    if isinstance(exc, gexc.Forbidden | gexc.Unauthorized):
-        return (f"permission denied ({message})",
-                "grant the credentials roles/bigquery.dataEditor on the dataset and "
-                "roles/bigquery.jobUser on the project (see docs/bigquery.md)")
-    if isinstance(exc, gexc.NotFound) and "location" in message.lower():
-        return (f"not found in this location ({message})",
-                "set the spec's location to the dataset's location")
-    if isinstance(exc, gexc.NotFound):
-        return (f"not found ({message})", "check project, dataset and table names")
-    if isinstance(exc, gexc.GoogleAPICallError):
-        return (message, "fix the cause named above and run again")
-    import requests
-
-    if isinstance(exc, ConnectionError | TimeoutError | requests.exceptions.RequestException):
-        errno = re.search(r"\[Errno -?\d+\] ([^'\")]+)", str(exc))
-        detail = errno.group(1).strip() if errno else message
-        return (f"cannot reach {where} ({detail})",
-                f"check the network and that {where} is up, then run again")
-    return (message, "fix the cause named above and run again")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
-
-
-def _is_client_error(exc: BaseException) -> bool:
-    import requests
-    from google.api_core.exceptions import GoogleAPIError
-    from google.auth.exceptions import GoogleAuthError
-
-    return isinstance(exc, GoogleAPIError | GoogleAuthError | ConnectionError | TimeoutError
-                      | requests.exceptions.RequestException)
-
-
-@contextlib.contextmanager
-def translated(error: type, label: str, endpoint: str | None, hint: str = "") -> Iterator[None]:
-    """Turn client and network exceptions into a one-line ``error`` naming ``label``."""
-    try:
-        yield
-    except CbiError:
-        raise
-    except Exception as exc:
-        if not _is_client_error(exc):
-            raise
-        what, todo = explain(exc, endpoint)
-        raise error(f"{label}: {what}; {todo}{hint}") from None
-
-
-# --- the sink ------------------------------------------------------------------------------
 
 
 def _api_type(kind: str) -> str:

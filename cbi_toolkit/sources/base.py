@@ -5,14 +5,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cbi_toolkit.errors import DataError, safe_text
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources.plausibility import Checks
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
+    np = lazy_import("numpy")
 
 Role = Literal["price", "rate", "level", "positioning", "weather"]
 

@@ -13,15 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from cbi_toolkit import bq_identifiers as ids
+from cbi_toolkit.bq_client import make_client, retry_policy, translated
 from cbi_toolkit.errors import SourceError
-from cbi_toolkit.sinks.bigquery import make_client, retry_policy, translated
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 
 class BigQuerySource(SourceBase):

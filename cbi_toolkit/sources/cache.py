@@ -2,8 +2,8 @@
 
 Layout: ``<cache_dir>/<source>/<key>.parquet`` plus ``<key>.json`` holding source,
 URL or ticker, fetched_at (UTC), rows, first/last date, columns and the sha256 of
-the Parquet bytes. Writes go to a temporary file that is read back and checked
-before an atomic rename, so an interrupted or bad download never replaces a good
+the Parquet bytes. The Parquet bytes are read back and checked before an atomic
+write (`cbi_toolkit.storage`), so an interrupted or bad download never replaces a good
 file. A file whose checksum does not match its provenance, or that Parquet cannot
 read, counts as missing (and is refetched), never silently used.
 
@@ -14,6 +14,7 @@ The cache directory is ``SourceContext.cache_dir``, else ``$CBI_CACHE_DIR``, els
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,12 +22,17 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from cbi_toolkit.errors import SourceError
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources.http import redact
+from cbi_toolkit.storage import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 log = logging.getLogger(__name__)
 
@@ -97,28 +103,23 @@ class Cache:
         check_series(frame, f"{source} {key}")
         data, meta_path = self.paths(source, key)
         data.parent.mkdir(parents=True, exist_ok=True)
-        tmp = data.with_name(f".{data.name}.{os.getpid()}.tmp")
-        try:
-            frame.to_parquet(tmp)
-            blob = tmp.read_bytes()
-            back = pd.read_parquet(tmp)
-            if len(back) != len(frame) or list(back.columns) != list(frame.columns):
-                raise SourceError(f"{source} {key}: cache write did not read back; disk full?")
-            meta = {
-                **{k: (redact(v) if isinstance(v, str) else v) for k, v in meta.items()},
-                "fetched_at": meta.get("fetched_at") or datetime.now(UTC).isoformat(),
-                "rows": len(frame),
-                "first_date": f"{frame.index[0]:%Y-%m-%d}",
-                "last_date": f"{frame.index[-1]:%Y-%m-%d}",
-                "columns": list(frame.columns),
-                "sha256": hashlib.sha256(blob).hexdigest(),
-            }
-            meta_tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
-            meta_tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-            os.replace(tmp, data)
-            os.replace(meta_tmp, meta_path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer)
+        blob = buffer.getvalue()
+        back = pd.read_parquet(io.BytesIO(blob))
+        if len(back) != len(frame) or list(back.columns) != list(frame.columns):
+            raise SourceError(f"{source} {key}: cache write did not read back; disk full?")
+        meta = {
+            **{k: (redact(v) if isinstance(v, str) else v) for k, v in meta.items()},
+            "fetched_at": meta.get("fetched_at") or datetime.now(UTC).isoformat(),
+            "rows": len(frame),
+            "first_date": f"{frame.index[0]:%Y-%m-%d}",
+            "last_date": f"{frame.index[-1]:%Y-%m-%d}",
+            "columns": list(frame.columns),
+            "sha256": hashlib.sha256(blob).hexdigest(),
+        }
+        atomic_write_bytes(data, blob)
+        atomic_write_text(meta_path, json.dumps(meta, indent=2) + "\n")
         return Entry(frame, meta)
 
 

@@ -27,15 +27,21 @@ import os
 import re
 import zipfile
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator
 
 from cbi_toolkit.errors import SourceError
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources import http
 from cbi_toolkit.sources.live import LiveSource
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
+    np = lazy_import("numpy")
 
 CFTC_BASE_URL = "https://www.cftc.gov/files/dea/history"
 DISAGG_HIST = ("fut_disagg_txt_hist_2006_2016.zip", 2006, 2016)

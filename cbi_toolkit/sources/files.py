@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pandas as pd
 from pydantic import field_validator
 
 from cbi_toolkit.errors import DataError, SourceError
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 TABLE_SUFFIXES = frozenset({".csv", ".parquet", ".pq"})
 

@@ -18,13 +18,17 @@ from __future__ import annotations
 import io
 import json
 import os
-from typing import Any, ClassVar, Literal
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from cbi_toolkit.errors import SourceError
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources import http
 from cbi_toolkit.sources.live import LiveSource
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 FRED_CSV_URL = "https://fred.stlouisfed.org/graph/fredgraph.csv"
 FRED_API_URL = "https://api.stlouisfed.org"

@@ -15,10 +15,15 @@ import os
 import re
 import time
 from collections.abc import Mapping
-
-import requests
+from typing import TYPE_CHECKING
 
 from cbi_toolkit.errors import SourceError
+from cbi_toolkit.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import requests
+else:
+    requests = lazy_import("requests")
 
 log = logging.getLogger(__name__)
 

@@ -12,24 +12,30 @@ A live source in a spec::
 With a data directory (``--data-dir``, ``CBI_DATA_DIR``, ``../shared/data``) and a
 ``file:``, the file is read exactly as a ``kind: file`` source would read it (its
 ``columns`` default to the source's). Otherwise the series comes from the local
-cache, fetched on first use; ``cbi-fetch`` (or :func:`cbi_toolkit.fetch.ensure_cached`)
+cache, fetched on first use; ``cbi-fetch`` (or :func:`ensure_cached`)
 refreshes stale entries incrementally and ``--refresh`` refetches everything.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cbi_toolkit.errors import SourceError
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources.base import SourceBase, SourceContext, tidy
 from cbi_toolkit.sources.cache import Cache, check_series
 from cbi_toolkit.sources.files import FileSource
+
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
 
 log = logging.getLogger(__name__)
 
@@ -176,3 +182,30 @@ class LiveSource(SourceBase):
 
     def _result(self, key: str, action: str, frame: pd.DataFrame, new: int = 0) -> FetchResult:
         return FetchResult(self.live_label, key, action, len(frame), frame.index[0], frame.index[-1], new)
+
+
+def live_sources(spec) -> list[LiveSource]:
+    return [s for s in spec.data if isinstance(s, LiveSource)]
+
+
+def ensure_cached(spec, ctx: SourceContext, progress: Callable[[str], None] | None = None,
+                  use_files: bool = True) -> list[FetchResult]:
+    """Make the cache hold every live series of ``spec`` that a run will read.
+
+    With ``use_files`` (the default, what ``cbi-run`` wants) a source read from its
+    ``file:`` alternative under ``ctx.data_dir`` is skipped. ``ctx.refresh``
+    refetches all; otherwise missing/corrupt entries are fetched and stale ones
+    appended to. ``progress`` receives one line per series. Raises `SourceError`.
+    """
+    results = []
+    for source in live_sources(spec):
+        if use_files and source.uses_file(ctx):
+            continue
+        for key in source.cache_keys():
+            if progress:
+                progress(f"{source.live_label} [{key}] ...")
+            _, result = source.obtain(key, ctx, "full" if ctx.refresh else "stale")
+            results.append(result)
+            if progress:
+                progress(result.line())
+    return results

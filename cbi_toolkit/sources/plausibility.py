@@ -22,13 +22,19 @@ source, ``sentinels: []`` the sentinel rule; a rule left out or null takes the d
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cbi_toolkit.errors import DataError
+from cbi_toolkit.lazy import lazy_import
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
+    np = lazy_import("numpy")
 
 _COMMON_SENTINELS = (-99999.0, -9999.0, -999.9, 9999.0, 99999.0)
 

@@ -24,16 +24,22 @@ from __future__ import annotations
 import io
 import os
 from datetime import date
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from cbi_toolkit.errors import SourceError
-from cbi_toolkit.features.drivers import _causal_monthly_z
+from cbi_toolkit.lazy import lazy_import
+from cbi_toolkit.seasonal import causal_monthly_z
 from cbi_toolkit.sources import http
 from cbi_toolkit.sources.live import LiveSource
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
+    np = lazy_import("numpy")
 
 GHCND_DLY_URL = "https://www.ncei.noaa.gov/pub/data/ghcn/daily/all"
 GHCND_CSV_URL = "https://www.ncei.noaa.gov/data/global-historical-climatology-network-daily/access"
@@ -104,7 +110,7 @@ class WeatherSource(LiveSource):
 
     def _prcp_z(self, prcp: pd.Series) -> pd.Series:
         total = prcp.rolling(self.z_window, min_periods=max(1, self.z_window * 2 // 3)).sum()
-        return _causal_monthly_z(total, self.min_years)
+        return causal_monthly_z(total, self.min_years)
 
 
 def parse_dly(body: bytes, station: str, label: str) -> pd.DataFrame:

@@ -15,15 +15,21 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import numpy as np
-import pandas as pd
 from pydantic import Field
 
 from cbi_toolkit.errors import SourceError
+from cbi_toolkit.lazy import lazy_import
 from cbi_toolkit.sources import http
 from cbi_toolkit.sources.live import LiveSource
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+else:
+    pd = lazy_import("pandas")
+    np = lazy_import("numpy")
 
 YAHOO_BASE_URL = "https://query2.finance.yahoo.com"
 FIELDS = ("open", "high", "low", "close", "volume")
