@@ -14,15 +14,11 @@ import torch
 from skorch import NeuralNetRegressor
 
 from cbi_toolkit.features.pooled import PooledWindows, as_pooled
-from cbi_toolkit.models.checks import check_targets
+from cbi_toolkit.models.batching import WindowBatches
+from cbi_toolkit.models.checks import check_inputs, check_targets
 from cbi_toolkit.models.device import torch_threads
 from cbi_toolkit.models.global_network import GlobalForecastNet
-from cbi_toolkit.models.regressor import (
-    ForecastRegressor,
-    WindowBatches,
-    check_inputs,
-    regressor_from_spec,
-)
+from cbi_toolkit.models.regressor import ForecastRegressor
 
 
 class PooledDataset(torch.utils.data.Dataset):
@@ -138,11 +134,11 @@ class GlobalForecastRegressor(ForecastRegressor):
         """Fit on `PooledWindows` ``X`` and targets ``y [n, C * H]``."""
         X, y = check_pooled(X, y)
         self._set_shapes(X, y)
-        with torch_threads(self.threads):
-            if not self.warm_start or not self.initialized_:
-                torch.manual_seed(int(self.seed))
+        fresh = not self.warm_start or not self.initialized_
+        with torch_threads(self.threads), self._own_random_state(reseed=fresh):
+            if fresh:
                 self.initialize()
-            else:
+            else:  # warm start: keep the weights, refit the target statistics on this data
                 self.target_stats_set_ = False
             self.partial_fit(X, y, **fit_params)
         return self
@@ -172,6 +168,8 @@ class GlobalForecastRegressor(ForecastRegressor):
 def pooled_regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,
                                valid_gap: int = 0, **overrides) -> GlobalForecastRegressor:
     """A `GlobalForecastRegressor` with the spec's model and training settings."""
+    from cbi_toolkit.pipeline import regressor_from_spec
+
     params = regressor_from_spec(model_cfg, training_cfg, n_horizons, valid_gap,
                                  **overrides).get_params(deep=False)
     return GlobalForecastRegressor(**{**params, "module": GlobalForecastNet})
