@@ -32,15 +32,28 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec
 def load_data(spec: Spec, data_dir: str | Path | None = None) -> Samples:
     """The spec's samples: one window of causal features per origin, forward log-return
     targets (NaN where the future is not known yet), the price and date of each origin.
-    ``data_dir`` defaults as for ``cbi-run``: ``$CBI_DATA_DIR``, else ../shared/data."""
+    ``data_dir`` defaults as for ``cbi-run``: ``$CBI_DATA_DIR``, else ../shared/data.
+    A spec with ``targets``: `cbi_toolkit.pooled_dataset.PooledSamples` (every commodity's
+    samples on their shared origins)."""
     from cbi_toolkit.run.prepare import prepare
+
+    if spec.targets:
+        from cbi_toolkit.pooled_run import prepare_pooled
+
+        return prepare_pooled(spec, None if data_dir is None else str(data_dir))[1]
 
     return prepare(spec, None if data_dir is None else str(data_dir))[1]
 
 
 def build_pipeline(spec: Spec, verbose: int = 0) -> Pipeline:
-    """The spec's unfitted Pipeline (scaler -> network); ``verbose=1`` prints epochs."""
+    """The spec's unfitted Pipeline (scaler -> network); ``verbose=1`` prints epochs.
+    A spec with ``targets``: the pooled network on every commodity's windows."""
     from cbi_toolkit.pipeline import build_pipeline as _build
+
+    if spec.targets:
+        from cbi_toolkit.pooled import build_pooled_pipeline
+
+        return build_pooled_pipeline(spec, verbose=verbose)
 
     return _build(spec, verbose=verbose)
 
@@ -49,9 +62,17 @@ def evaluate(spec: Spec, data: Samples, verbose: int = 0):
     """Walk-forward evaluation exactly as ``cbi-run`` does it: the net, the spec's baselines
     and the shipped model (the net combined with the random walk where it earns a weight)
     on the spec's folds, pooled over the reported span with Diebold-Mariano p-values.
-    Returns a `cbi_toolkit.skill.Assessment` (``.summary``, ``.folds``, ``.versus``...)."""
+    Returns a `cbi_toolkit.skill.Assessment` (``.summary``, ``.folds``, ``.versus``...);
+    for a spec with ``targets`` a `cbi_toolkit.pooled.PooledAssessment` (``.series[name]``
+    per commodity, ``.comparison``: pooled against single-commodity nets)."""
     from cbi_toolkit.backtest import labelled_samples
     from cbi_toolkit.skill import assess
+
+    if spec.targets:
+        from cbi_toolkit.pooled import assess_pooled
+        from cbi_toolkit.pooled_dataset import labelled_pooled
+
+        return assess_pooled(spec, labelled_pooled(data), verbose=verbose)
 
     return assess(spec, labelled_samples(data), verbose=verbose)
 
@@ -59,7 +80,11 @@ def evaluate(spec: Spec, data: Samples, verbose: int = 0):
 def fit(spec: Spec, data: Samples, verbose: int = 0) -> Pipeline:
     """The spec's Pipeline fitted on every origin whose targets are known."""
     from cbi_toolkit.backtest import labelled_samples
+    from cbi_toolkit.pooled_dataset import labelled_pooled
 
+    if spec.targets:
+        train = labelled_pooled(data)
+        return build_pipeline(spec, verbose=verbose).fit(train.X, train.y)
     train = labelled_samples(data)
     return build_pipeline(spec, verbose=verbose).fit(
         *train.training_set(np.arange(len(train)), valid_fraction=spec.training.valid_fraction))

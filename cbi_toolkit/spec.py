@@ -15,7 +15,15 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from cbi_toolkit.errors import SpecError, safe_text
 from cbi_toolkit.features.params import PARAMS as FEATURES
@@ -237,6 +245,9 @@ class Spec(_Strict):
     description: str = ""
     target: str = Field(..., min_length=1, description="series name of the price to forecast")
     data: list[SourceConfig] = Field(..., min_length=1)
+    targets: list[str] | None = Field(
+        None, description="several price series forecast by one pooled network "
+                          "(docs/pooled.md); target is then the first of them")
     features: list[FeatureItem] = Field(default_factory=lambda: list(DEFAULT_FEATURES), min_length=1)
     horizons: list[str] = Field(default_factory=lambda: ["1m"], min_length=1)
     window: int = Field(252, gt=1, le=2520, description="trading days per sample (10 years at most)")
@@ -258,6 +269,34 @@ class Spec(_Strict):
                           "fold's mean)")
     sink: SinkConfig = Field(default_factory=DuckDBSinkConfig)
     runs_dir: str = "runs"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _target_from_targets(cls, doc: Any) -> Any:
+        if isinstance(doc, dict) and isinstance(doc.get("targets"), list) and doc["targets"]:
+            doc = {**doc, "target": doc["targets"][0]}
+        return doc
+
+    @field_validator("targets")
+    @classmethod
+    def _known_targets(cls, targets: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if targets is None:
+            return None
+        if len(targets) < 2:
+            raise ValueError(f"targets lists {len(targets)} series; a pooled model needs at "
+                             "least two (for one, write target: NAME)")
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"duplicate series in targets {targets}")
+        sources = info.data.get("data")
+        if sources is None:  # data itself is invalid: that error is reported
+            return targets
+        prices = [c for s in sources if s.role == "price" for c in s.columns.values()]
+        for name in targets:
+            if name not in prices:
+                raise ValueError(f"{name!r} is not a price series named in data"
+                                 f"{_did_you_mean(name, prices)}; price series: "
+                                 f"{', '.join(prices)}")
+        return targets
 
     @field_validator("runs_dir")
     @classmethod
@@ -336,6 +375,18 @@ class Spec(_Strict):
         return self
 
     # -- derived values -------------------------------------------------
+    @property
+    def commodities(self) -> list[str]:
+        """The series the spec forecasts: ``targets``, or ``[target]``."""
+        return list(self.targets) if self.targets else [self.target]
+
+    def for_target(self, series: str) -> Spec:
+        """The single-commodity spec of one of ``targets``: same data, features, model,
+        folds and name, with ``series`` as its target."""
+        if series not in self.commodities:
+            raise ValueError(f"{series!r} is not one of the spec's targets {self.commodities}")
+        return self.model_copy(update={"target": series, "targets": None})
+
     @property
     def horizon_days(self) -> list[int]:
         return [HORIZONS[h] for h in self.horizons]

@@ -29,7 +29,7 @@ DGS10 = "drivers/fred_DGS10.csv"
 WEATHER = "weather/ghcnd_USW00014940_mason_city_ia_daily_2004_2023.csv"
 OFF = {"max_move": False, "max_jump": False, "range": False, "sentinels": []}
 SHIPPED = ["zl_base", "zl_1w", "zl_1m", "zl_1m_quick", "zl_3m", "zl_6m", "zl_12m", "zl_all",
-           "zl_all_quick"]
+           "zl_all_quick", "soy_complex_1m", "soy_complex_1m_quick"]
 
 
 def ctx(data_dir):

@@ -49,6 +49,10 @@ def run(spec: Spec, options: RunOptions | None = None, stage: str = "full",
     """Load the spec's data (its summary goes to ``events.note``); unless ``stage`` is
     ``data`` or ``features``, run it end to end in a new run folder (`run_spec`)."""
     events, options = events or RunEvents(), options or RunOptions()
+    if spec.targets:  # one pooled model for several commodities
+        from cbi_toolkit.pooled_run import run_pooled_spec
+
+        return run_pooled_spec(spec, options, stage, events)
     report, samples = prepare(spec, options.data_dir)
     text = data_summary(spec, report, samples)
     events.note(text)
