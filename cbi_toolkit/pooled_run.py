@@ -39,7 +39,6 @@ from cbi_toolkit.run.gate import check_gate
 from cbi_toolkit.run.options import RunEvents, RunOptions, RunResult
 from cbi_toolkit.run.prepare import data_summary, source_context
 from cbi_toolkit.run.publish import sink_for, write_evidence, write_sink
-from cbi_toolkit.run.stages import combination_line
 from cbi_toolkit.spec import Spec
 
 log = logging.getLogger(__name__)
@@ -119,7 +118,7 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
                     f"{SINGLE_MODEL} and the baselines")
         for horizon in spec.horizons:
             events.note(format_table(a.summary, horizon))
-            events.note(combination_line(a.weights()[horizon], spec.forecast.combine))
+            events.note(a.combination_line(horizon))
     events.note(format_comparison(result.comparison))
     _write_metrics(run_dir, result, failures)
 
@@ -146,7 +145,7 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
                      model_version=version, summary=a.summary, forecasts=frame,
                      gate_failures=failures[c], data_summary=data_text,
                      intervals=spec.forecast.intervals, plots=plots,
-                     notes={h: combination_line(a.weights()[h], spec.forecast.combine)
+                     notes={h: a.combination_line(h)
                             for h in spec.horizons})
     every = pd.concat(forecasts, ignore_index=True)
     passed = [c for c in result.series if not failures[c]]

@@ -80,6 +80,18 @@ class Assessment:
         return {f"{m}/{h}": c.to_json() for m in {p.model for p in self.predictions}
                 for h in self.spec.horizons if (c := self.final_calibration(m, h)) is not None}
 
+    def combination_line(self, horizon: str) -> str:
+        """How much the shipped forecast at ``horizon`` leans on the random walk, for the
+        table's reader."""
+        if not self.spec.forecast.combine:
+            return "model = the net alone (forecast.combine: false)"
+        weights = self.weights()[horizon]
+        w = [c["weight"] for c in weights]
+        sig = sorted({c["sigma"] for c in weights})
+        return (f"model = w*net + (1-w)*random walk, w chosen per fold on earlier (selection) "
+                f"folds: mean {np.mean(w):.2f} (min {min(w):.2f}, max {max(w):.2f}); sigma from "
+                f"{', '.join(sig)}, calibrated; w = 0 means the mean is the random walk's")
+
     def weights(self) -> dict[str, list[dict]]:
         """Per horizon, the combination of each fold (for the report and metrics.json)."""
         return {h: [c.to_json() | {"fold": k} for (hh, k), c in sorted(self.combinations.items())

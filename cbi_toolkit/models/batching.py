@@ -15,8 +15,10 @@ from cbi_toolkit.features.windows import as_windows
 class WindowDataset(torch.utils.data.Dataset):
     """Samples of a `Windows` (and optional targets ``y [n, H]``), by position."""
 
+    _coerce = staticmethod(as_windows)  # X as the windows type this dataset holds
+
     def __init__(self, X, y=None):
-        self.X = as_windows(X)
+        self.X = self._coerce(X)
         self.y = None if y is None else np.asarray(y, dtype=np.float32)
         if self.y is not None and len(self.y) != len(self.X):
             raise ValueError(f"X has {len(self.X)} samples but y has {len(self.y)}")
@@ -30,7 +32,7 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def subset(self, idx) -> WindowDataset:
         idx = np.asarray(idx, dtype=np.int64)
-        return WindowDataset(self.X[idx], None if self.y is None else self.y[idx])
+        return type(self)(self.X[idx], None if self.y is None else self.y[idx])
 
 
 class WindowBatches:

@@ -14,32 +14,17 @@ import torch
 from skorch import NeuralNetRegressor
 
 from cbi_toolkit.features.pooled import PooledWindows, as_pooled
-from cbi_toolkit.models.batching import WindowBatches
+from cbi_toolkit.models.batching import WindowBatches, WindowDataset
 from cbi_toolkit.models.checks import check_inputs, check_targets
 from cbi_toolkit.models.device import torch_threads
 from cbi_toolkit.models.global_network import GlobalForecastNet
 from cbi_toolkit.models.regressor import ForecastRegressor
 
 
-class PooledDataset(torch.utils.data.Dataset):
+class PooledDataset(WindowDataset):
     """Samples of a `PooledWindows` (and optional targets ``y [n, C * H]``), by position."""
 
-    def __init__(self, X, y=None):
-        self.X = as_pooled(X)
-        self.y = None if y is None else np.asarray(y, dtype=np.float32)
-        if self.y is not None and len(self.y) != len(self.X):
-            raise ValueError(f"X has {len(self.X)} samples but y has {len(self.y)}")
-
-    def __len__(self) -> int:
-        return len(self.X)
-
-    def __getitem__(self, i):  # not used by the batch iterator; for completeness
-        x = torch.from_numpy(self.X.gather(np.array([i]))[0])
-        return x, (None if self.y is None else torch.from_numpy(self.y[i]))
-
-    def subset(self, idx) -> PooledDataset:
-        idx = np.asarray(idx, dtype=np.int64)
-        return PooledDataset(self.X[idx], None if self.y is None else self.y[idx])
+    _coerce = staticmethod(as_pooled)
 
 
 class PooledBatches(WindowBatches):
@@ -97,33 +82,8 @@ class GlobalForecastRegressor(ForecastRegressor):
     data at fit time. Fitted attributes as `ForecastRegressor`'s plus ``n_commodities_``.
     """
 
-    def initialize_module(self):
-        kwargs = self.get_params_for("module")
-        if not isinstance(self.module, torch.nn.Module):
-            for key, attr in (("n_features", "n_features_in_"), ("n_horizons", "n_horizons_"),
-                              ("n_commodities", "n_commodities_")):
-                if key not in kwargs:
-                    if not hasattr(self, attr):
-                        raise ValueError(f"{key} is unknown before fit; call fit(X, y) or "
-                                         f"set module__{key}")
-                    kwargs[key] = getattr(self, attr)
-        self.module_ = self.initialized_instance(self.module, kwargs)
-        self.target_stats_set_ = False
-        return self
-
-    def get_dataset(self, X, y=None):
-        if isinstance(X, PooledDataset):
-            return X
-        return PooledDataset(X, y)
-
-    def get_iterator(self, dataset, training=False):
-        key = "iterator_train" if training else "iterator_valid"
-        batch_size = self.get_params_for(key).get("batch_size", self.batch_size)
-        if batch_size == -1:
-            batch_size = len(dataset)
-        return PooledBatches(dataset, batch_size, self.device_, shuffle=training,
-                             generator=self.generator_ if training else None,
-                             stride=self.train_stride if training else 1)
+    _sizes_from_data = (*ForecastRegressor._sizes_from_data, ("n_commodities", "n_commodities_"))
+    _dataset, _batches = PooledDataset, PooledBatches
 
     def _set_shapes(self, X: PooledWindows, y: np.ndarray) -> None:
         self.n_features_in_ = X.n_features

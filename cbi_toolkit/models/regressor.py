@@ -145,10 +145,15 @@ class ForecastRegressor(NeuralNetRegressor):
         with self._on_device():
             return super()._initialize_criterion(reason=reason)
 
+    #: module sizes taken from the data at fit time: (module parameter, fitted attribute)
+    _sizes_from_data = (("n_features", "n_features_in_"), ("n_horizons", "n_horizons_"))
+    #: the dataset and batch iterator the data goes through
+    _dataset, _batches = WindowDataset, WindowBatches
+
     def initialize_module(self):
         kwargs = self.get_params_for("module")
         if not isinstance(self.module, torch.nn.Module):
-            for key, attr in (("n_features", "n_features_in_"), ("n_horizons", "n_horizons_")):
+            for key, attr in self._sizes_from_data:
                 if key not in kwargs:
                     if not hasattr(self, attr):
                         raise ValueError(f"{key} is unknown before fit; call fit(X, y) or "
@@ -172,9 +177,9 @@ class ForecastRegressor(NeuralNetRegressor):
 
     # -- data -----------------------------------------------------------
     def get_dataset(self, X, y=None):
-        if isinstance(X, WindowDataset):
+        if isinstance(X, self._dataset):
             return X
-        return WindowDataset(X, y)
+        return self._dataset(X, y)
 
     def get_split_datasets(self, X, y=None, **fit_params):
         dataset = self.get_dataset(X, y)
@@ -199,7 +204,7 @@ class ForecastRegressor(NeuralNetRegressor):
         batch_size = self.get_params_for(key).get("batch_size", self.batch_size)
         if batch_size == -1:
             batch_size = len(dataset)
-        return WindowBatches(dataset, batch_size, self.device_, shuffle=training,
+        return self._batches(dataset, batch_size, self.device_, shuffle=training,
                              generator=self.generator_ if training else None,
                              stride=self.train_stride if training else 1)
 

@@ -9,7 +9,6 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cbi_toolkit import track_record
@@ -129,7 +128,7 @@ def _run_stages(spec: Spec, samples: Samples, options: RunOptions, data_text: st
     preds, cals, folds, summary = (result.predictions, result.calibrations, result.folds,
                                    result.summary)
     selection, versus, weights = result.selection, result.versus, result.weights()
-    notes = {h: combination_line(weights[h], spec.forecast.combine) for h in spec.horizons}
+    notes = {h: result.combination_line(h) for h in spec.horizons}
     events.assessed(summary, spec.horizons, notes)
     events.note(result.policy.describe())
     _write_csv(run_dir / "metrics_folds.csv", folds)
@@ -207,14 +206,3 @@ def next_steps(run_dir: Path) -> str:
         f"  score it on data that arrived later:  cbi-run --evaluate {run_dir} --data-dir DIR "
         "--since YYYY-MM-DD",
     ])
-
-
-def combination_line(weights: list[dict], combined: bool) -> str:
-    """How much the shipped forecast leans on the random walk, for the table's reader."""
-    if not combined:
-        return "model = the net alone (forecast.combine: false)"
-    w = [c["weight"] for c in weights]
-    sig = sorted({c["sigma"] for c in weights})
-    return (f"model = w*net + (1-w)*random walk, w chosen per fold on earlier (selection) folds: "
-            f"mean {np.mean(w):.2f} (min {min(w):.2f}, max {max(w):.2f}); sigma from "
-            f"{', '.join(sig)}, calibrated; w = 0 means the mean is the random walk's")
