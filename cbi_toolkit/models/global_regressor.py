@@ -16,7 +16,6 @@ from skorch import NeuralNetRegressor
 from cbi_toolkit.features.pooled import PooledWindows, as_pooled
 from cbi_toolkit.models.batching import WindowBatches, WindowDataset
 from cbi_toolkit.models.checks import check_inputs, check_targets
-from cbi_toolkit.models.device import torch_threads
 from cbi_toolkit.models.global_network import GlobalForecastNet
 from cbi_toolkit.models.regressor import ForecastRegressor
 
@@ -84,24 +83,12 @@ class GlobalForecastRegressor(ForecastRegressor):
 
     _sizes_from_data = (*ForecastRegressor._sizes_from_data, ("n_commodities", "n_commodities_"))
     _dataset, _batches = PooledDataset, PooledBatches
+    _check_inputs = staticmethod(check_pooled)
 
     def _set_shapes(self, X: PooledWindows, y: np.ndarray) -> None:
         self.n_features_in_ = X.n_features
         self.n_commodities_ = len(X.members)
         self.n_horizons_ = y.shape[1] // self.n_commodities_
-
-    def fit(self, X, y, **fit_params):
-        """Fit on `PooledWindows` ``X`` and targets ``y [n, C * H]``."""
-        X, y = check_pooled(X, y)
-        self._set_shapes(X, y)
-        fresh = not self.warm_start or not self.initialized_
-        with torch_threads(self.threads), self._own_random_state(reseed=fresh):
-            if fresh:
-                self.initialize()
-            else:  # warm start: keep the weights, refit the target statistics on this data
-                self.target_stats_set_ = False
-            self.partial_fit(X, y, **fit_params)
-        return self
 
     def warm_start_from(self, other, max_epochs=None):
         self.n_commodities_ = other.n_commodities_

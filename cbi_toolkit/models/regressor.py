@@ -281,11 +281,16 @@ class ForecastRegressor(NeuralNetRegressor):
             return self.infer(Xi)
 
     # -- public API ------------------------------------------------------
-    def fit(self, X, y, **fit_params):
-        """Fit on `Windows` ``X`` and labelled targets ``y [n, n_horizons]``."""
-        X, y = check_inputs(X, y)
+    _check_inputs = staticmethod(check_inputs)  # X, y as the types this estimator takes
+
+    def _set_shapes(self, X, y: np.ndarray) -> None:
         self.n_features_in_ = X.values.shape[1]
         self.n_horizons_ = y.shape[1]
+
+    def fit(self, X, y, **fit_params):
+        """Fit on `Windows` ``X`` and labelled targets ``y [n, n_horizons]``."""
+        X, y = self._check_inputs(X, y)
+        self._set_shapes(X, y)
         fresh = not self.warm_start or not self.initialized_
         with torch_threads(self.threads), self._own_random_state(reseed=fresh):
             if fresh:
