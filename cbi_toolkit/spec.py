@@ -104,19 +104,12 @@ class TrainingConfig(_Strict):
     scheduler: str | None = Field(
         None, description="a Dask scheduler address (tcp://host:8786): the fits run on its workers")
 
-    @field_validator("n_jobs")
+    @field_validator("n_jobs", "threads")
     @classmethod
-    def _positive_jobs(cls, n_jobs: Any) -> Any:
-        if isinstance(n_jobs, int) and n_jobs < 1:
-            raise ValueError("n_jobs must be a positive integer or 'auto'")
-        return n_jobs
-
-    @field_validator("threads")
-    @classmethod
-    def _positive_threads(cls, threads: Any) -> Any:
-        if isinstance(threads, int) and threads < 1:
-            raise ValueError("threads must be a positive integer, 'auto' or null")
-        return threads
+    def _positive_count(cls, count: Any, info: ValidationInfo) -> Any:
+        if isinstance(count, int) and count < 1:
+            raise ValueError(f"{info.field_name} must be a positive integer or 'auto'")
+        return count
 
 
 class ValidationConfig(_Strict):

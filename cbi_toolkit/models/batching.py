@@ -53,11 +53,15 @@ class WindowBatches:
                  stride: int = 1):
         self.dataset, self.batch_size, self.device = dataset, int(batch_size), device
         self.shuffle, self.generator, self.stride = shuffle, generator, max(1, int(stride))
-        win = dataset.X
-        self.values = torch.as_tensor(np.ascontiguousarray(win.values, dtype=np.float32)).to(device)
-        self.ends = torch.as_tensor(win.ends).to(device)
-        self.offsets = torch.as_tensor(win.offsets()).to(device)
+        self._to_device(dataset.X)
         self.y = None if dataset.y is None else torch.as_tensor(dataset.y).to(device)
+
+    def _to_device(self, win) -> None:
+        """The windows' feature matrix, window ends and row offsets, on the device once."""
+        self.values = torch.as_tensor(np.ascontiguousarray(win.values, dtype=np.float32)
+                                      ).to(self.device)
+        self.ends = torch.as_tensor(win.ends).to(self.device)
+        self.offsets = torch.as_tensor(win.offsets()).to(self.device)
 
     def __len__(self) -> int:
         return math.ceil(math.ceil(len(self.dataset) / self.stride) / self.batch_size)

@@ -31,21 +31,15 @@ class PooledBatches(WindowBatches):
     every commodity's feature matrix moves to the device once (zero-padded to ``F``).
     Order, shuffling and the training ``stride`` as `WindowBatches`'."""
 
-    def __init__(self, dataset: PooledDataset, batch_size: int, device: torch.device,
-                 shuffle: bool = False, generator: torch.Generator | None = None,
-                 stride: int = 1):
-        self.dataset, self.batch_size, self.device = dataset, int(batch_size), device
-        self.shuffle, self.generator, self.stride = shuffle, generator, max(1, int(stride))
-        pooled = dataset.X
+    def _to_device(self, pooled: PooledWindows) -> None:
         width = pooled.n_features
         self.values, self.ends = [], []
         for m in pooled.members:
             values = np.zeros((len(m.values), width), dtype=np.float32)
             values[:, :m.values.shape[1]] = m.values
-            self.values.append(torch.as_tensor(values).to(device))
-            self.ends.append(torch.as_tensor(m.ends).to(device))
-        self.offsets = torch.as_tensor(pooled.members[0].offsets()).to(device)
-        self.y = None if dataset.y is None else torch.as_tensor(dataset.y).to(device)
+            self.values.append(torch.as_tensor(values).to(self.device))
+            self.ends.append(torch.as_tensor(m.ends).to(self.device))
+        self.offsets = torch.as_tensor(pooled.members[0].offsets()).to(self.device)
 
     def __iter__(self):
         order = self._order()
