@@ -386,15 +386,19 @@ def _fit_design_fold(spec, samples, fold: int, over: dict, seed: int, threads: i
     mu, sigma = (a[:, 0] for a in predict_dist(pipe, samples.X[f.test]))
     row = score(FoldPrediction("net", fold, spec.horizons[0], samples.y[f.test, 0], mu, sigma,
                                samples.price[f.test], samples.dates[f.test], f.role))
-    return {"seed": seed, "fit_s": round(wall, 1), "epochs": len(pipe[-1].history),
+    history = pipe[-1].history
+    return {"seed": seed, "fit_s": round(wall, 1), "epochs": len(history),
+            "best_valid_loss": round(float(min(history[:, "valid_loss"])), 5),
             "mase": round(float(row["mase"]), 4), "crps": round(float(row["crps"]), 5),
             "load": load()}
 
 
 def bench_design_fold(spec, samples, threads: int, fold: int = 0, seeds: int = 3) -> dict:
-    """One design-size walk-forward fold, today's path against the new default, ``seeds``
-    seeds each: the fits run side by side in one worker process per core (the old path's
-    longest first), each with ``threads`` torch threads, so both paths share the same load."""
+    """One design-size walk-forward fold, today's path against the new default (and the
+    new default in bf16 autocast where the CPU has native bf16: the check for making it the
+    default), ``seeds`` seeds each: the fits run side by side in one worker process per
+    core (the old path's longest first), each with ``threads`` torch threads, so every
+    path shares the same load."""
     from joblib import Parallel, delayed
 
     from cbi_toolkit.walkforward import walk_forward
@@ -402,20 +406,25 @@ def bench_design_fold(spec, samples, threads: int, fold: int = 0, seeds: int = 3
     f = walk_forward(spec, len(samples), samples.dates).folds(len(samples))[fold]
     out = {"fold": fold, "train_origins": len(f.train), "test_origins": len(f.test),
            "seeds": seeds}
-    jobs = [(name, over, seed) for seed in range(seeds)
-            for name, over in (("old", OLD_PATH), ("new", {}))]
+    paths = {"old": OLD_PATH, "new": {}}
+    if cpu_supports_bf16():
+        paths["new_bf16"] = {"training.precision": "bf16"}
+    jobs = [(name, over, seed) for seed in range(seeds) for name, over in paths.items()]
     jobs.sort(key=lambda j: j[0] != "old")  # the long fits first
     workers = max(1, min(len(jobs), (os.cpu_count() or 1) // threads))
     fits = Parallel(n_jobs=workers, backend="loky")(
         delayed(_fit_design_fold)(spec, samples, fold, over, seed, threads)
         for _, over, seed in jobs)
-    for name in ("old", "new"):
+    for name in paths:
         mine = [r for (n, _, _), r in zip(jobs, fits, strict=True) if n == name]
         out[name] = {"fits": sorted(mine, key=lambda r: r["seed"]),
                      **{k: round(float(np.mean([r[k] for r in mine])), 5)
-                        for k in ("fit_s", "epochs", "mase", "crps")}}
+                        for k in ("fit_s", "epochs", "best_valid_loss", "mase", "crps")}}
         print(name, json.dumps(out[name]), flush=True)
     out["fold_speedup"] = round(out["old"]["fit_s"] / out["new"]["fit_s"], 2)
+    if "new_bf16" in out:  # bf16 becomes the default only within 2% of fp32's validation loss
+        out["bf16_valid_loss_rel_diff"] = round(
+            out["new_bf16"]["best_valid_loss"] / out["new"]["best_valid_loss"] - 1, 4)
     return out
 
 
