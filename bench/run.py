@@ -61,7 +61,7 @@ from cbi_toolkit.features.windows import WindowScaler  # noqa: E402
 from cbi_toolkit.models.device import cpu_supports_bf16  # noqa: E402
 from cbi_toolkit.models.loss import GaussianForecastLoss  # noqa: E402
 from cbi_toolkit.models.network import ForecastNet  # noqa: E402
-from cbi_toolkit.pipeline import build_baselines, build_pipeline  # noqa: E402
+from cbi_toolkit.pipeline import build_baselines, build_pipeline, predict_dist  # noqa: E402
 from cbi_toolkit.run.prepare import prepare  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
 
@@ -379,31 +379,64 @@ OLD_PATH = {"training.n_jobs": 1, "training.stride": 1, "training.lr_schedule": 
             "training.warmup": 0.1, "training.max_epochs": 100, "training.patience": 10}
 
 
-def bench_design_fold(spec, samples, threads: int, fold: int = 0) -> dict:
-    """One design-size walk-forward fold (fit + its out-of-sample MASE), today's path
-    against the new default, in this process, one after the other."""
+def _fit_design_fold(spec, samples, fold: int, over: dict, seed: int, threads: int) -> dict:
+    """Fit one design-size fold with the ``over`` settings and ``seed``; its fit seconds,
+    epochs and out-of-sample MASE / CRPS (the net's own Gaussian, uncalibrated)."""
     from cbi_toolkit.evaluation import score
     from cbi_toolkit.metrics import FoldPrediction
     from cbi_toolkit.walkforward import walk_forward
 
-    folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))
-    f = folds[fold]
-    out = {"fold": fold, "train_origins": len(f.train), "test_origins": len(f.test)}
-    for name, over in (("new", {}), ("old", OLD_PATH)):
-        s = spec.model_copy(update={"training": spec.training.model_copy(update={
-            **{k.split(".")[1]: v for k, v in over.items()}, "threads": threads, "device": "cpu"})})
-        pipe = build_pipeline(s, verbose=0)
-        start = time.perf_counter()
-        pipe.fit(samples.X[f.train], samples.y[f.train])
-        wall = time.perf_counter() - start
-        mu = pipe.predict(samples.X[f.test])[:, 0]
-        pred = FoldPrediction(name, fold, spec.horizons[0], samples.y[f.test, 0], mu,
-                              np.ones_like(mu), samples.price[f.test], samples.dates[f.test], f.role)
-        out[name] = {"fit_s": round(wall, 1), "epochs": len(pipe[-1].history),
-                     "mase": round(float(score(pred)["mase"]), 4),
-                     "crps": round(float(score(pred)["crps"]), 5), "load": load()}
+    torch.set_num_threads(threads)
+    f = walk_forward(spec, len(samples), samples.dates).folds(len(samples))[fold]
+    s = spec.model_copy(update={"training": spec.training.model_copy(update={
+        **{k.split(".")[1]: v for k, v in over.items()}, "threads": threads, "device": "cpu",
+        "seed": seed})})
+    pipe = build_pipeline(s, verbose=0)
+    start = time.perf_counter()
+    pipe.fit(samples.X[f.train], samples.y[f.train])
+    wall = time.perf_counter() - start
+    mu, sigma = (a[:, 0] for a in predict_dist(pipe, samples.X[f.test]))
+    row = score(FoldPrediction("net", fold, spec.horizons[0], samples.y[f.test, 0], mu, sigma,
+                               samples.price[f.test], samples.dates[f.test], f.role))
+    history = pipe[-1].history
+    return {"seed": seed, "fit_s": round(wall, 1), "epochs": len(history),
+            "best_valid_loss": round(float(min(history[:, "valid_loss"])), 5),
+            "mase": round(float(row["mase"]), 4), "crps": round(float(row["crps"]), 5),
+            "load": load()}
+
+
+def bench_design_fold(spec, samples, threads: int, fold: int = 0, seeds: int = 3) -> dict:
+    """One design-size walk-forward fold, today's path against the new default (and the
+    new default in bf16 autocast where the CPU has native bf16: the check for making it the
+    default), ``seeds`` seeds each: the fits run side by side in one worker process per
+    core (the old path's longest first), each with ``threads`` torch threads, so every
+    path shares the same load."""
+    from joblib import Parallel, delayed
+
+    from cbi_toolkit.walkforward import walk_forward
+
+    f = walk_forward(spec, len(samples), samples.dates).folds(len(samples))[fold]
+    out = {"fold": fold, "train_origins": len(f.train), "test_origins": len(f.test),
+           "seeds": seeds}
+    paths = {"old": OLD_PATH, "new": {}}
+    if cpu_supports_bf16():
+        paths["new_bf16"] = {"training.precision": "bf16"}
+    jobs = [(name, over, seed) for seed in range(seeds) for name, over in paths.items()]
+    jobs.sort(key=lambda j: j[0] != "old")  # the long fits first
+    workers = max(1, min(len(jobs), (os.cpu_count() or 1) // threads))
+    fits = Parallel(n_jobs=workers, backend="loky")(
+        delayed(_fit_design_fold)(spec, samples, fold, over, seed, threads)
+        for _, over, seed in jobs)
+    for name in paths:
+        mine = [r for (n, _, _), r in zip(jobs, fits, strict=True) if n == name]
+        out[name] = {"fits": sorted(mine, key=lambda r: r["seed"]),
+                     **{k: round(float(np.mean([r[k] for r in mine])), 5)
+                        for k in ("fit_s", "epochs", "best_valid_loss", "mase", "crps")}}
         print(name, json.dumps(out[name]), flush=True)
     out["fold_speedup"] = round(out["old"]["fit_s"] / out["new"]["fit_s"], 2)
+    if "new_bf16" in out:  # bf16 becomes the default only within 2% of fp32's validation loss
+        out["bf16_valid_loss_rel_diff"] = round(
+            out["new_bf16"]["best_valid_loss"] / out["new"]["best_valid_loss"] - 1, 4)
     return out
 
 
@@ -448,8 +481,10 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-folds", action="store_true", help="skip cold/warm/refit walk-forward")
     ap.add_argument("--design", action="store_true",
                     help="(f) also run the design-size main job `cbi-run specs/zl_1m.yaml` "
-                         "(~20 min) and one design fold on today's path against the new default "
-                         "(~15 min more)")
+                         "(~13 min) and one design fold on today's path against the new default, "
+                         "3 seeds each, side by side (~15 min more)")
+    ap.add_argument("--design-seeds", type=int, default=3,
+                    help="(f) seeds of the design fold, each path (default 3)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for the toolkit, serving and runs (default 1; training "
                          "is also measured with every other count up to the core count)")
@@ -515,7 +550,7 @@ def main(argv=None) -> int:
     design_wall = design_speedup = None
     if args.design:
         print("\n(f) design size: one fold, today's path against the new default")
-        fold = bench_design_fold(design, lab_design, args.threads)
+        fold = bench_design_fold(design, lab_design, args.threads, seeds=args.design_seeds)
         print("\n(f) cbi-run specs/zl_1m.yaml (the README's main job)")
         run = bench_run(DESIGN_SPEC, args.data_dir, [])
         print(json.dumps(run))

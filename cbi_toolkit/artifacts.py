@@ -1,8 +1,9 @@
 """Saving and loading a fitted pipeline and its run folder, without pickle.
 
 ``model/`` holds the regressor (safetensors weights + JSON, see
-`save_regressor`), the scaler's statistics as JSON and a manifest with the
-sha256 of every file, written last; loading refuses any file whose checksum differs.
+`save_regressor`), the scaler's statistics as JSON (a pooled pipeline's: one
+``members`` entry per commodity) and a manifest with the sha256 of every file,
+written last; loading refuses any file whose checksum differs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.features.pooled import PooledWindowScaler
 from cbi_toolkit.features.windows import WindowScaler
 from cbi_toolkit.models.persistence import load_regressor, save_regressor
 from cbi_toolkit.storage import atomic_write_text, file_sha256
@@ -25,16 +27,30 @@ MANIFEST = "manifest.json"
 def save_pipeline(pipe: Pipeline, directory: Path, meta: dict[str, Any]) -> Path:
     """Write the fitted scaler + regressor and ``meta`` (JSON-able) into ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    scaler: WindowScaler = pipe.named_steps["scale"]
-    atomic_write_text(directory / "scaler.json", json.dumps({
-        "clip": scaler.clip, "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
-    }))
+    scaler = pipe.named_steps["scale"]
+    if isinstance(scaler, PooledWindowScaler):
+        stats = {"clip": scaler.clip, "members": [_stats(s) for s in scaler.scalers_]}
+    else:
+        stats = {"clip": scaler.clip, **_stats(scaler)}
+    atomic_write_text(directory / "scaler.json", json.dumps(stats))
     save_regressor(pipe.named_steps["net"], directory / "net")
     atomic_write_text(directory / "meta.json", json.dumps(meta, indent=2, default=str))
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {str(p.relative_to(directory)): file_sha256(p) for p in files}
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2))  # last: it vouches
     return directory
+
+
+def _stats(scaler: WindowScaler) -> dict[str, list[float]]:
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
+
+
+def _scaler(clip: float | None, stats: dict) -> WindowScaler:
+    scaler = WindowScaler(clip=clip)
+    scaler.mean_ = np.asarray(stats["mean"], dtype=float)
+    scaler.scale_ = np.asarray(stats["scale"], dtype=float)
+    scaler.n_features_in_ = len(scaler.mean_)
+    return scaler
 
 
 def load_pipeline(directory: Path, device: str | None = "cpu") -> tuple[Pipeline, dict[str, Any]]:
@@ -58,13 +74,15 @@ def load_pipeline(directory: Path, device: str | None = "cpu") -> tuple[Pipeline
                                 "changed or corrupted; retrain or restore it")
     try:
         stats = json.loads((directory / "scaler.json").read_text())
-        scaler = WindowScaler(clip=stats["clip"])
-        scaler.mean_ = np.asarray(stats["mean"], dtype=float)
-        scaler.scale_ = np.asarray(stats["scale"], dtype=float)
+        if "members" in stats:
+            scaler = PooledWindowScaler(clip=stats["clip"])
+            scaler.scalers_ = [_scaler(stats["clip"], m) for m in stats["members"]]
+            scaler.n_commodities_ = len(scaler.scalers_)
+        else:
+            scaler = _scaler(stats["clip"], stats)
     except (ValueError, KeyError, TypeError) as exc:
         raise ArtifactError(f"{directory / 'scaler.json'}: unreadable ({exc}); retrain or "
                             "restore it") from None
-    scaler.n_features_in_ = len(scaler.mean_)
     try:
         net = load_regressor(directory / "net", device=device)
         meta = json.loads((directory / "meta.json").read_text())

@@ -64,18 +64,10 @@ def _fit_group(models: dict[str, Pipeline], samples: Samples, folds: list, group
         fitted[name] = est
     preds: dict[int, list[FoldPrediction]] = {}
     for k in group.folds:
-        test, d, role = folds[k].test, samples.dates, folds[k].role
-        preds[k] = []
-        for name, est in fitted.items():
-            mu, sigma = predict_dist(est, samples.X[test])
-            for j, horizon in enumerate(samples.horizons):
-                known = np.isfinite(samples.y[test, j])  # near the end a long horizon is unknown
-                if not known.any():
-                    continue
-                at = test[known]
-                preds[k].append(FoldPrediction(
-                    model=name, fold=k, horizon=horizon, y=samples.y[at, j], mu=mu[known, j],
-                    sigma=sigma[known, j], price=samples.price[at], dates=d[at], role=role))
+        test = folds[k].test
+        preds[k] = [p for name, est in fitted.items()
+                    for p in samples.fold_predictions(name, k, folds[k].role, test,
+                                                      *predict_dist(est, samples.X[test]))]
     return preds, seconds, fitted if keep else None
 
 

@@ -100,12 +100,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(json.dumps(spec_json_schema(), indent=2))
         return 0
-    for flag, run_dir in (("--predict", args.predict), ("--evaluate", args.evaluate),
-                          ("--resume", args.resume)):
-        if run_dir:
-            from cbi_toolkit.pooled_run import refuse_pooled_run
+    if args.resume:
+        from cbi_toolkit.pooled_run import refuse_pooled_run
 
-            refuse_pooled_run(run_dir, flag)
+        refuse_pooled_run(args.resume, "--resume")
     events = PrintedEvents()
     if args.predict:
         from cbi_toolkit.run.saved import predict_run

@@ -64,6 +64,8 @@ class PrintedEvents:
 
     def forecast(self, forecasts: pd.DataFrame, bands: tuple[int, ...]) -> None:
         columns = ["horizon", "origin_date", "target_date", "predicted_price"]
+        if "series" in forecasts and forecasts["series"].nunique() > 1:  # a pooled run's
+            columns.insert(0, "series")
         for pct in bands:
             columns += [f"lower_{pct}", f"upper_{pct}"]
         print(forecasts[columns].to_string(index=False))
@@ -71,5 +73,10 @@ class PrintedEvents:
     def evaluated(self, summary: pd.DataFrame, horizons: list[str]) -> None:
         from cbi_toolkit.evaluation import format_table
 
+        if "series" in summary:  # a pooled run: each commodity's table
+            for series, rows in summary.groupby("series", sort=False):
+                print(f"== {series}")
+                self.evaluated(rows.drop(columns="series"), horizons)
+            return
         for horizon in horizons:
             print(format_table(summary, horizon))

@@ -12,6 +12,7 @@ from cbi_toolkit.data import DataReport, load_frame, roles
 from cbi_toolkit.errors import DataError
 from cbi_toolkit.features.builder import FeatureBuilder
 from cbi_toolkit.features.windows import Windows
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.spec import Spec
 from cbi_toolkit.targets import HORIZONS, forward_log_returns
@@ -70,6 +71,24 @@ class Samples:
                 keep -= 1
         h = self.history.subset(np.arange(len(self.history) - keep, len(self.history)))
         return Windows.concat(h.X, X), np.concatenate([h.y, y])
+
+
+    def fold_predictions(self, model: str, fold: int, role: str, rows: np.ndarray,
+                         mu: np.ndarray, sigma: np.ndarray, series: str | None = None
+                         ) -> list[FoldPrediction]:
+        """``model``'s output ``mu, sigma [len(rows), H]`` at the origins ``rows``, one
+        prediction per horizon on the origins whose target is known (near the end of the
+        data a long horizon's is not)."""
+        out = []
+        for j, horizon in enumerate(self.horizons):
+            known = np.isfinite(self.y[rows, j])
+            if not known.any():
+                continue
+            at = rows[known]
+            out.append(FoldPrediction(model, fold, horizon, self.y[at, j], mu[known, j],
+                                      sigma[known, j], self.price[at], self.dates[at], role,
+                                      series))
+        return out
 
 
 def build_features(spec: Spec, frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,7 +25,7 @@ from cbi_toolkit.metrics import (
     mape,
     pinball,
 )
-from cbi_toolkit.significance import interval_score
+from cbi_toolkit.significance import coverage_test, interval_score
 from cbi_toolkit.targets import HORIZONS
 
 #: Display order: the shipped model, the raw net, then the baselines.
@@ -70,6 +70,19 @@ def _metrics(y, mu, sigma, price, cal: dict[str, np.ndarray]) -> dict:
         row[f"interval_score_{pct}"] = (interval_score(y[known], lo_c[known], hi_c[known], 1 - level)
                                         if known.any() else float("nan"))
     return row
+
+
+def _coverage_tests(y, cal: dict[str, np.ndarray], lags: int) -> dict:
+    """Per level, the HAC standard error of the conformal coverage and the p-value of
+    "the band holds its level" (`coverage_test`; ``lags`` as the Diebold-Mariano test's)."""
+    out = {}
+    for level in LEVELS:
+        pct = int(round(level * 100))
+        lo, hi = cal[f"lo_{pct}"], cal[f"hi_{pct}"]
+        known = np.isfinite(lo)
+        held = coverage_test((y[known] >= lo[known]) & (y[known] <= hi[known]), level, lags)
+        out[f"conformal_coverage_{pct}_se"], out[f"conformal_coverage_{pct}_p"] = held.se, held.p_value
+    return out
 
 
 def score(pred: FoldPrediction, cal=None) -> dict:
@@ -139,10 +152,11 @@ def summarise(preds: list[FoldPrediction], folds: pd.DataFrame | None = None,
         pooled[(horizon, model)] = arrays
     for (horizon, model), a in pooled.items():
         row = {"horizon": horizon, "model": model}
+        lags = dm_lags(horizon, stride)
         row.update(_metrics(a["y"], a["mu"], a["sigma"], a["price"], a["cal"]))
+        row.update(_coverage_tests(a["y"], a["cal"], lags))
         row["start"], row["end"] = f"{a['dates'][0]:%Y-%m-%d}", f"{a['dates'][-1]:%Y-%m-%d}"
         rw = pooled.get((horizon, "random_walk"))
-        lags = dm_lags(horizon, stride)
         for loss, power in (("abs", 1), ("sq", 2)):
             row[f"dm_stat_{loss}"] = row[f"dm_p_{loss}"] = float("nan")
             if rw is not None and model != "random_walk" and len(rw["y"]) == len(a["y"]):

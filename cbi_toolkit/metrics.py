@@ -87,6 +87,7 @@ class FoldPrediction:
     price: np.ndarray
     dates: pd.DatetimeIndex
     role: str = "test"  # "selection" or "test" (cbi_toolkit.walkforward)
+    series: str | None = None  # the commodity, where one pooled net predicts several
 
 
 def dm_lags(horizon: str, stride: int = 1) -> int:

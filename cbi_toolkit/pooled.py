@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.backtest import backtest
@@ -32,7 +30,6 @@ from cbi_toolkit.pipeline import build_pipeline
 from cbi_toolkit.pooled_dataset import PooledSamples
 from cbi_toolkit.skill import Assessment, baselines_for, score_predictions, shipped_predictions
 from cbi_toolkit.spec import Spec
-from cbi_toolkit.walkforward import walk_forward
 
 log = logging.getLogger(__name__)
 
@@ -49,42 +46,16 @@ def build_pooled_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
 
 
 def backtest_pooled(spec: Spec, pooled: PooledSamples, proto: Pipeline,
-                    on_fold: Callable[[int, int], None] | None = None
-                    ) -> tuple[dict[str, list[FoldPrediction]], list[float]]:
+                    on_fold: Callable[[int, int], None] | None = None,
+                    final: Pipeline | None = None,
+                    ) -> tuple[dict[str, list[FoldPrediction]], list[float], Pipeline | None]:
     """The pooled net's out-of-sample predictions per commodity on every fold of the spec,
-    and its fit time per fold. ``pooled`` must be labelled (`labelled_pooled`)."""
-    folds = walk_forward(spec, len(pooled), pooled.dates).folds(len(pooled))
-    refit_every = spec.validation.refit_every
-    preds: dict[str, list[FoldPrediction]] = {c: [] for c in pooled.commodities}
-    seconds, est = [], None
-    X, y, d = pooled.X, pooled.y, pooled.dates
-    for k, fold in enumerate(folds):
-        if k % refit_every == 0 or est is None:
-            train = folds[k - k % refit_every].train
-            log.info("pooled fold %d/%d (%s): train %s..%s (%d x %d commodities), test %s..%s",
-                     k + 1, len(folds), fold.role, f"{d[train[0]]:%Y-%m-%d}",
-                     f"{d[train[-1]]:%Y-%m-%d}", len(train), len(pooled.commodities),
-                     f"{d[fold.test[0]]:%Y-%m-%d}", f"{d[fold.test[-1]]:%Y-%m-%d}")
-            start = time.perf_counter()
-            est = clone(proto).fit(X[train], y[train])
-            seconds.append(time.perf_counter() - start)
-        else:
-            seconds.append(0.0)
-        test = fold.test
-        mu, sigma = est[-1].predict_dist(est[:-1].transform(X[test]))
-        for c in pooled.commodities:
-            member, cols = pooled.members[c], pooled.columns(c)
-            for j, horizon in enumerate(pooled.horizons):
-                known = np.isfinite(member.y[test, j])
-                if not known.any():
-                    continue
-                at = test[known]
-                preds[c].append(FoldPrediction(
-                    NET, k, horizon, member.y[at, j], mu[known, cols][:, j],
-                    sigma[known, cols][:, j], member.price[at], d[at], fold.role))
-        if on_fold:
-            on_fold(k, len(folds))
-    return preds, seconds
+    its fit time per fold, and ``final`` fitted on all of ``pooled`` (None when not given).
+    ``pooled`` must be labelled (`labelled_pooled`). The folds and the final fit are
+    `backtest`'s: in ``training.n_jobs`` workers or on ``training.scheduler``."""
+    preds, seconds, fitted = backtest(spec, pooled, {NET: proto}, on_fold, final=final)
+    return ({c: [p for p in preds if p.series == c] for c in pooled.commodities},
+            seconds[NET], fitted)
 
 
 def _renamed(preds: list[FoldPrediction], old: str, new: str) -> list[FoldPrediction]:
@@ -100,14 +71,18 @@ class PooledAssessment:
     spec: Spec
     series: dict[str, Assessment]
     comparison: pd.DataFrame
+    final: Pipeline | None = None  # the pooled net fitted on every labelled origin, if asked
 
 
 def assess_pooled(spec: Spec, pooled: PooledSamples, verbose: int = 0, single: bool = True,
-                  on_fold: Callable[[int, int], None] | None = None) -> PooledAssessment:
+                  on_fold: Callable[[int, int], None] | None = None, final: bool = False
+                  ) -> PooledAssessment:
     """Backtest the pooled net, and per commodity the baselines and (``single``) its own
-    single-commodity net, on the spec's folds; score each commodity beside its random walk."""
-    net_preds, net_seconds = backtest_pooled(spec, pooled, build_pooled_pipeline(spec, verbose),
-                                             on_fold)
+    single-commodity net, on the spec's folds; score each commodity beside its random walk.
+    With ``final``, also fit the pooled net on all of ``pooled`` (beside its folds)."""
+    net_preds, net_seconds, fitted = backtest_pooled(
+        spec, pooled, build_pooled_pipeline(spec, verbose), on_fold,
+        final=build_pooled_pipeline(spec, verbose) if final else None)
     stride = spec.validation.stride
     out = {}
     for c in pooled.commodities:
@@ -123,7 +98,7 @@ def assess_pooled(spec: Spec, pooled: PooledSamples, verbose: int = 0, single: b
             seconds[SINGLE_MODEL] = seconds[SINGLE]
         out[c] = score_predictions(sub, net_preds[c] + preds, {**seconds, NET: net_seconds},
                                    pooled.members[c].dates)
-    return PooledAssessment(spec, out, comparison(out, stride))
+    return PooledAssessment(spec, out, comparison(out, stride), fitted)
 
 
 def comparison(series: dict[str, Assessment], stride: int = 1) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from cbi_toolkit.data import DataReport
 from cbi_toolkit.dataset import Samples, load_samples
 from cbi_toolkit.errors import DataError
 from cbi_toolkit.features.pooled import PooledWindows
+from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.sources.base import SourceContext
 from cbi_toolkit.spec import Spec
 
@@ -57,6 +58,19 @@ class PooledSamples:
         """The columns of ``y`` (and of the net's output) that belong to ``series``."""
         c, h = self.commodities.index(series), len(self.horizons)
         return slice(c * h, (c + 1) * h)
+
+    def training_set(self, rows, history: bool = True,  # noqa: ARG002 - Samples' signature
+                     valid_fraction: float | None = None) -> tuple[PooledWindows, np.ndarray]:
+        """``X, y`` of the origins ``rows`` (the pooled net takes no extra history)."""
+        return self.X[rows], self.y[rows]
+
+    def fold_predictions(self, model: str, fold: int, role: str, rows: np.ndarray,
+                         mu: np.ndarray, sigma: np.ndarray) -> list[FoldPrediction]:
+        """The pooled output ``[len(rows), C * H]`` split per commodity (``series``), each
+        as its own samples' `Samples.fold_predictions`."""
+        return [p for c, member in self.members.items()
+                for p in member.fold_predictions(model, fold, role, rows, mu[:, self.columns(c)],
+                                                 sigma[:, self.columns(c)], series=c)]
 
     def subset(self, idx) -> PooledSamples:
         return PooledSamples({c: s.subset(idx) for c, s in self.members.items()})

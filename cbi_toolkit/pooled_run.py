@@ -4,8 +4,11 @@ per commodity keyed by its ``series``, the run folder and the sink.
 
 The gate applies per commodity: the forecasts of those that pass are written; the
 track record (backtest rows, actuals, skill and gate per horizon) of every commodity
-is written either way. Exit 0 when every commodity passes, 3 when any fails.
-`--resume`, `--predict` and `--evaluate` are for single-commodity runs only.
+is written either way. Exit 0 when every commodity passes (status ``done``), 3 when
+any fails (status ``gate_failed``, naming the failures). The final pooled model is
+saved in ``model/`` with each commodity's shipped combination and calibration, for
+`cbi_toolkit.pooled_saved` (``--predict``, ``--evaluate``); ``--resume`` is for
+single-commodity runs only.
 """
 
 from __future__ import annotations
@@ -18,23 +21,25 @@ import numpy as np
 import pandas as pd
 
 from cbi_toolkit import track_record
-from cbi_toolkit.calibration import MODEL, NET
+from cbi_toolkit.artifacts import save_pipeline
+from cbi_toolkit.calibration import MODEL, NET, ShippedModel
+from cbi_toolkit.checkpoint import data_digest
 from cbi_toolkit.data import check_folds
 from cbi_toolkit.errors import CbiError, DataError
 from cbi_toolkit.evaluation import format_table
 from cbi_toolkit.forecast import forecast_latest
+from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.pooled import (
     SINGLE,
     SINGLE_MODEL,
     PooledAssessment,
     assess_pooled,
-    build_pooled_pipeline,
     format_comparison,
 )
 from cbi_toolkit.pooled_dataset import PooledSamples, labelled_pooled, load_pooled_samples
 from cbi_toolkit.progress import FoldProgress
 from cbi_toolkit.report import plot_fan, write_report
-from cbi_toolkit.run.folder import model_version, new_run_dir, set_status
+from cbi_toolkit.run.folder import model_version, new_run_dir, set_status, spec_digest
 from cbi_toolkit.run.gate import check_gate
 from cbi_toolkit.run.options import RunEvents, RunOptions, RunResult
 from cbi_toolkit.run.prepare import data_summary, source_context
@@ -44,8 +49,10 @@ from cbi_toolkit.spec import Spec
 log = logging.getLogger(__name__)
 
 
-def prepare_pooled(spec: Spec, data_dir: str | None) -> tuple[str, PooledSamples]:
-    """Every target's samples on their shared origins, and the data summary per commodity."""
+def prepare_pooled(spec: Spec, data_dir: str | None, allow_ended: bool = False
+                   ) -> tuple[str, PooledSamples]:
+    """Every target's samples on their shared origins, and the data summary per commodity
+    (``allow_ended``: as `cbi_toolkit.run.prepare.prepare`'s, for scoring a saved model)."""
     ctx = source_context(data_dir)
     if ctx.data_dir is None and any(src.kind == "file" for src in spec.data):
         raise DataError("no data directory: pass --data-dir, set CBI_DATA_DIR, or place the "
@@ -53,7 +60,7 @@ def prepare_pooled(spec: Spec, data_dir: str | None) -> tuple[str, PooledSamples
     from cbi_toolkit.fetch import ensure_cached
 
     ensure_cached(spec, ctx, progress=log.info)
-    reports, pooled = load_pooled_samples(spec, ctx)
+    reports, pooled = load_pooled_samples(spec, ctx, allow_ended=allow_ended)
     text = "\n\n".join(data_summary(spec.for_target(c), reports[c], pooled.members[c])
                        for c in pooled.commodities)
     text += (f"\n\npooled: {len(pooled)} shared origins {pooled.dates[0]:%Y-%m-%d} .. "
@@ -110,7 +117,10 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
             data_text: str, run_id: str, run_dir: Path, sink, events: RunEvents) -> RunResult:
     verbose = 0 if options.quiet else 1
     version = model_version(spec)
-    result = assess_pooled(spec, labelled, verbose, on_fold=FoldProgress(log, "pooled walk-forward"))
+    events.note(f"pooled walk-forward and the final pooled fit on {len(labelled)} labelled "
+                f"origins ({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
+    result = assess_pooled(spec, labelled, verbose, on_fold=FoldProgress(log, "pooled walk-forward"),
+                           final=True)
     failures = {c: check_gate(spec.gate, a.summary, spec.forecast.intervals)
                 for c, a in result.series.items()}
     for c, a in result.series.items():
@@ -122,18 +132,22 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
     events.note(format_comparison(result.comparison))
     _write_metrics(run_dir, result, failures)
 
-    events.note(f"final pooled fit on {len(labelled)} labelled origins "
-                f"({labelled.dates[0]:%Y-%m-%d} .. {labelled.dates[-1]:%Y-%m-%d})")
-    pipe = build_pooled_pipeline(spec, verbose=verbose).fit(labelled.X, labelled.y)
-    newest = pooled.X[[len(pooled) - 1]]
-    mu, sigma = pipe[-1].predict_dist(pipe[:-1].transform(newest))
-    forecasts, record = [], {}
-    created = pd.Timestamp.now(tz="UTC")
+    shipping = {c: a.shipped() for c, a in result.series.items()}
+    every = pooled_forecasts(result.final, pooled, shipping, spec.forecast.intervals, version,
+                             run_id)
+    created = every["created_at"].iloc[0]
+    save_pipeline(result.final, run_dir / "model", meta={
+        "spec": spec.name, "targets": spec.commodities, "model_version": version,
+        "run_id": run_id, "horizons": pooled.horizons, "window": spec.window,
+        "intervals": spec.forecast.intervals, "train_end": f"{labelled.dates[-1]:%Y-%m-%d}",
+        "gate_passed": not any(failures.values()), "spec_digest": spec_digest(spec),
+        "series": {c: {"feature_names": pooled.members[c].feature_names, **shipping[c].to_meta(),
+                       "calibration_all": a.calibration_all(), "gate_passed": not failures[c],
+                       "data_digest": data_digest(pooled.members[c])}
+                   for c, a in result.series.items()}})
+    record = {}
     for c, a in result.series.items():
-        cols, sub = pooled.columns(c), spec.for_target(c)
-        frame = forecast_latest(_Fixed(mu[:, cols], sigma[:, cols]), pooled.members[c],
-                                spec.forecast.intervals, a.shipped(), version, run_id, c)
-        forecasts.append(frame.assign(created_at=created))
+        sub, frame = spec.for_target(c), every[every["series"] == c].reset_index(drop=True)
         rows = track_record.build(sub, options.data_dir, a.predictions, MODEL, a.summary,
                                   failures[c], version, run_id, created, a.calibrations)
         for name, table in rows.items():
@@ -147,7 +161,6 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
                      intervals=spec.forecast.intervals, plots=plots,
                      notes={h: a.combination_line(h)
                             for h in spec.horizons})
-    every = pd.concat(forecasts, ignore_index=True)
     passed = [c for c in result.series if not failures[c]]
     shipped = every[every["series"].isin(passed)]
     shipped.to_csv(run_dir / "forecasts.csv", index=False)  # what the sink gets
@@ -171,8 +184,23 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
         return RunResult("gate_failed", run_dir, every, held)
     n = write_sink(spec, options.sink, shipped, run_dir, events, sink, extra=record)
     events.note(f"forecasts written for {', '.join(passed)}; artifacts: {run_dir} (report.md, "
-                "report_<series>.md, metrics.json/csv, comparison.csv, forecasts.csv)")
-    return RunResult("gate_failed" if held else "done", run_dir, every, held, n)
+                "report_<series>.md, metrics.json/csv, comparison.csv, forecasts.csv, model/)")
+    if held:  # as a single run whose gate fails, less the commodities that were written
+        set_status(run_dir, "gate_failed", failures=held, written=passed, sink_rows=n)
+        return RunResult("gate_failed", run_dir, every, held, n)
+    return RunResult("done", run_dir, every, held, n)
+
+
+def pooled_forecasts(pipe, pooled: PooledSamples, shipping: dict[str, ShippedModel],
+                     intervals: str, version: str, run_id: str) -> pd.DataFrame:
+    """Every commodity's forecast from the newest shared origin, keyed by ``series``:
+    the pooled net's output for that commodity through its own shipped combination and
+    calibration (`forecast_latest`), all stamped with one ``created_at``."""
+    mu, sigma = predict_dist(pipe, pooled.X[[len(pooled) - 1]])
+    created = pd.Timestamp.now(tz="UTC")
+    return pd.concat([forecast_latest(_Fixed(mu[:, pooled.columns(c)], sigma[:, pooled.columns(c)]),
+                                      pooled.members[c], intervals, shipping[c], version, run_id, c)
+                      .assign(created_at=created) for c in pooled.commodities], ignore_index=True)
 
 
 def _write_metrics(run_dir: Path, result: PooledAssessment, failures: dict[str, list[str]]
@@ -225,8 +253,9 @@ def _write_overview(path: Path, spec: Spec, run_id: str, version: str,
 
 
 def refuse_pooled_run(run_dir: str, flag: str) -> None:
-    """``--predict``, ``--evaluate`` and ``--resume`` read a single-commodity run folder;
-    a pooled one is refused by name instead of being taken for a run of its first target."""
+    """``--resume`` continues a single-commodity run folder from its checkpoints; a
+    pooled run keeps none, so it is refused by name instead of being taken for a run of
+    its first target."""
     from cbi_toolkit.errors import ArtifactError
     from cbi_toolkit.spec import load_spec
 
@@ -238,4 +267,4 @@ def refuse_pooled_run(run_dir: str, flag: str) -> None:
     if spec is not None and spec.targets:
         raise ArtifactError(f"{run_dir}: a pooled run ({', '.join(spec.targets)}); {flag} works "
                             "on single-commodity runs only; run `cbi-run SPEC` again (a finished "
-                            "run's forecasts: `cbi-run --sink-only RUN_DIR`)")
+                            "run: `cbi-run --sink-only RUN_DIR`, `--predict RUN_DIR`)")

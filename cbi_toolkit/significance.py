@@ -1,4 +1,4 @@
-"""Significance of forecast comparisons: Diebold–Mariano, direction, interval score.
+"""Significance of forecast comparisons: Diebold–Mariano, direction, coverage, interval score.
 
 Pure functions over arrays of out-of-sample results in time order. CRPS stays
 in `cbi_toolkit.evaluation` (`crps_gaussian`).
@@ -34,6 +34,17 @@ class DMResult:
     p_value: float
     n: int
     mean_diff: float
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    """Empirical coverage of a band, its HAC standard error and the p-value of
+    "the band holds ``level``"."""
+
+    coverage: float
+    se: float
+    p_value: float
+    n: int
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,31 @@ def direction_test(y, mu) -> DirectionResult:
     p0 = q * b + (1 - q) * (1 - b)
     p = stats.binomtest(hits, n, p0, alternative="greater").pvalue
     return DirectionResult(hits / n, n, b, float(p))
+
+
+def coverage_test(inside, level: float, lags: int = 0) -> CoverageResult:
+    """Is the share of outcomes inside their bands ``level``? A z-test of the hit rate
+    with the Newey-West long-run variance of the hits (``lags``: overlapping origins,
+    as in `diebold_mariano`), two-sided, normal. With ``lags = 0`` the standard error is
+    the binomial sqrt(p (1 - p) / n) (the Wald test of a proportion).
+
+    At long horizons the hits of neighbouring origins are nearly the same event, so the
+    standard error is large: a 12-month band scored weekly over five years carries about
+    five independent outcomes, and its coverage is known only to within tens of points.
+    """
+    hits = np.asarray(inside, dtype=np.float64).ravel()
+    hits = hits[np.isfinite(hits)]
+    n = len(hits)
+    if n < 2:
+        return CoverageResult(float(hits.mean()) if n else float("nan"), float("nan"),
+                              float("nan"), n)
+    rate = float(hits.mean())
+    lrv = newey_west_variance(hits, lags)
+    se = float(np.sqrt(lrv / n)) if lrv > 0 else 0.0
+    if se == 0.0:  # every outcome inside (or outside): no variance to test with
+        return CoverageResult(rate, se, 1.0 if rate == level else 0.0, n)
+    p = 2.0 * stats.norm.sf(abs(rate - level) / se)
+    return CoverageResult(rate, se, float(p), n)
 
 
 def interval_score(y, lower, upper, alpha: float) -> float:

@@ -37,3 +37,10 @@ def test_default_gate_holds_coverage_within_five_points():
     loose = GateConfig(worse_p=None, coverage_80=None, coverage_95=None)
     assert check_gate(loose, pd.DataFrame([row(dm_stat_abs=3, dm_p_abs=0.001,
                                                conformal_coverage_80=0.5)]), "conformal") == []
+
+
+def test_a_coverage_failure_says_how_well_the_coverage_is_known():
+    off = pd.DataFrame([row(conformal_coverage_80=0.66, conformal_coverage_80_se=0.081,
+                            conformal_coverage_80_p=0.084)])
+    (failure,) = check_gate(GateConfig(), off, "conformal")
+    assert "0.660 outside" in failure and "HAC s.e. 0.081, p 0.084" in failure

@@ -18,6 +18,7 @@ from cbi_toolkit.features.windows import WindowScaler
 from cbi_toolkit.models.global_network import GlobalForecastNet
 from cbi_toolkit.pooled import build_pooled_pipeline
 from cbi_toolkit.pooled_dataset import labelled_pooled, load_pooled_samples
+from cbi_toolkit.run.folder import read_status
 from cbi_toolkit.run.prepare import source_context
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.spec import load_spec
@@ -76,6 +77,37 @@ def test_pooled_pipeline_clones_fits_and_predicts_per_commodity(pooled):
     with pytest.raises(NotFittedError):
         clone(pipe).predict(X[-5:])
     assert clone(pipe).get_params()["net__module__hidden_dim"] == 8
+
+
+def test_pooled_folds_and_final_fit_in_workers_give_the_sequential_predictions(
+        specs_dir, pooled):
+    from cbi_toolkit.pipeline import predict_dist
+    from cbi_toolkit.pooled import backtest_pooled
+
+    _, samples = pooled
+    small = samples.subset(np.arange(len(samples) - 300, len(samples)))
+
+    def run(n_jobs):
+        spec = load_spec(specs_dir / "soy_complex_1m_quick.yaml", {
+            **TINY, "horizons": ["1w", "1m"], "validation.test_start": None,
+            "validation.test_size": 40, "validation.n_splits": 3, "training.n_jobs": n_jobs})
+        preds, seconds, final = backtest_pooled(spec, small, build_pooled_pipeline(spec, 0),
+                                                final=build_pooled_pipeline(spec, 0))
+        return preds, seconds, predict_dist(final, small.X[-5:])
+
+    (one, one_seconds, one_final), (two, two_seconds, two_final) = run(1), run(2)
+    assert list(two) == TARGETS and len(one_seconds) == len(two_seconds) == 3
+    for c in TARGETS:
+        key = [(p.series, p.fold, p.horizon) for p in one[c]]
+        assert key == [(p.series, p.fold, p.horizon) for p in two[c]]  # fold order
+        assert {k[0] for k in key} == {c} and {k[1] for k in key} == {0, 1, 2}
+        for p, q in zip(one[c], two[c], strict=True):
+            np.testing.assert_array_equal(p.mu, q.mu)
+            np.testing.assert_array_equal(p.sigma, q.sigma)
+            np.testing.assert_array_equal(p.y, small.members[c].y[
+                small.dates.get_indexer(p.dates), small.horizons.index(p.horizon)])
+    for a, b in zip(one_final, two_final, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_each_commodity_is_scaled_on_its_training_fold_only(pooled):
@@ -143,7 +175,7 @@ def run_args(tmp_path, specs_dir, data_dir, db):
     return args
 
 
-def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_dir):
+def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_dir, capsys):
     db = tmp_path / "f.duckdb"
     assert main(run_args(tmp_path, specs_dir, data_dir, db)) == 0
     sink = DuckDBSink(db)
@@ -163,11 +195,40 @@ def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_
     table = pd.read_csv(run / "comparison.csv")
     assert list(table["series"]) == TARGETS
     assert table[["model_mase", "single_model_mase", "net_mase", "single_net_mase"]].notna().all().all()
-    # a pooled run folder: --sink-only writes the same rows elsewhere, --predict is refused
+    assert read_status(run)["state"] == "done"
+    # a pooled run folder: --sink-only writes the same rows elsewhere
     other = tmp_path / "g.duckdb"
     assert main(["--sink-only", str(run), "--sink", f"duckdb://{other}"]) == 0
     assert sorted(DuckDBSink(other).read_all()["series"]) == sorted(TARGETS)
-    assert main(["--predict", str(run), "--data-dir", str(data_dir)]) == 2
+    # --predict: the saved pooled model forecasts every commodity as the run did
+    third = tmp_path / "h.duckdb"
+    assert main(["--predict", str(run), "--data-dir", str(data_dir), "-q",
+                 "--sink", f"duckdb://{third}"]) == 0
+    numbers = ["predicted_price", "lower_80", "upper_80", "lower_95", "upper_95", "sigma"]
+    ran = pd.read_csv(run / "forecasts.csv").set_index(["series", "horizon"])
+    again = pd.read_csv(run / "predictions" / "origin-2023-12-29.csv").set_index(
+        ["series", "horizon"])
+    assert sorted(again.index) == sorted(ran.index) and len(ran) == 3  # horizons: [1m]
+    pd.testing.assert_frame_equal(again.loc[ran.index, numbers], ran[numbers])
+    written = DuckDBSink(third).read("predictions")
+    assert sorted(written["series"]) == sorted(ran.index.get_level_values("series"))
+    # --evaluate scores every commodity beside its baselines; --resume is refused by name
+    capsys.readouterr()
+    assert main(["--evaluate", str(run), "--data-dir", str(data_dir), "--since",
+                 "2023-06-01"]) == 0
+    assert capsys.readouterr().out.count("== z") == 3
+    scored = pd.read_csv(run / "evaluations" / "since-2023-06-01.csv")
+    assert list(dict.fromkeys(scored["series"])) == TARGETS
+    assert {"net", "model", "random_walk"} <= set(scored["model"])
+    assert np.isfinite(scored["mae"]).all()
+    assert main(["--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a pooled run" in err and "--resume" in err
+    from cbi_toolkit.export import main as export_main
+
+    assert export_main([str(run), "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a pooled run" in err
 
 
 def test_the_gate_holds_back_only_the_commodity_that_fails(tmp_path, specs_dir, data_dir,
@@ -191,6 +252,15 @@ def test_the_gate_holds_back_only_the_commodity_that_fails(tmp_path, specs_dir, 
     assert "failed here" in runs.loc["zs", "gate_failures"]
     (run,) = (tmp_path / "runs").iterdir()
     assert list(pd.read_csv(run / "forecasts_held.csv")["series"]) == ["zs"]
+    # the folder says so too, as a single run whose gate fails
+    status = read_status(run)
+    assert status["state"] == "gate_failed" and status["written"] == ["zl", "zm"]
+    assert any(f.startswith("zs ") and "failed here" in f for f in status["failures"])
+    # --predict holds back what the run held back
+    other = tmp_path / "g.duckdb"
+    assert main(["--predict", str(run), "--data-dir", str(data_dir), "-q",
+                 "--sink", f"duckdb://{other}"]) == 3
+    assert sorted(DuckDBSink(other).read("predictions")["series"]) == ["zl", "zm"]
 
 
 def test_pooled_batches_gather_each_commodity_and_take_the_training_stride(pooled):

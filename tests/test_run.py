@@ -56,6 +56,9 @@ def test_run_writes_artifacts(first_run):
     assert models == {"model", "net", *DEFAULT_BASELINES}
     rw = next(r for r in metrics["summary"] if r["model"] == "random_walk")
     assert rw["mase"] == pytest.approx(1.0)
+    shipped = next(r for r in metrics["summary"] if r["model"] == "model")
+    assert 0 < shipped["conformal_coverage_80_se"] < 0.5  # its HAC standard error
+    assert 0 <= shipped["conformal_coverage_80_p"] <= 1
     report = (run_dir / "report.md").read_text()
     assert "random_walk" in report and "MASE" in report and "coverage.png" in report
     assert (run_dir / "coverage.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,5 @@
-"""Diebold–Mariano, direction and interval-score tests against hand-computed / textbook values."""
+"""Diebold–Mariano, direction, coverage and interval-score tests against hand-computed /
+textbook values."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from scipy import stats
 
 from cbi_toolkit.significance import (
+    coverage_test,
     diebold_mariano,
     diebold_mariano_pooled,
     direction_test,
@@ -140,3 +142,30 @@ def test_interval_score_by_hand():
     assert score == pytest.approx((0.5 + 2.5 + 2.5) / 3)
     with pytest.raises(ValueError, match="alpha"):
         interval_score(y, y, y, alpha=1.5)
+
+
+def test_coverage_test_without_lags_is_the_wald_test_of_a_proportion():
+    inside = np.r_[np.ones(150), np.zeros(50)]  # 150 of 200 outcomes inside an 80% band
+    res = coverage_test(inside, 0.80)
+    assert res.coverage == 0.75 and res.n == 200
+    assert res.se == pytest.approx(math.sqrt(0.75 * 0.25 / 200), rel=1e-12)
+    z = (0.80 - 0.75) / math.sqrt(0.75 * 0.25 / 200)  # 1.633
+    assert res.p_value == pytest.approx(math.erfc(z / math.sqrt(2)), rel=1e-10)  # 0.1025
+    assert coverage_test(np.r_[np.ones(160), np.zeros(40)], 0.80).p_value == pytest.approx(1.0)
+
+
+def test_coverage_test_overlapping_hits_widen_the_error(data_dir):
+    """Hits of a trailing-volatility band on real ZL 3-month outcomes, scored daily: the
+    outcomes of neighbouring origins overlap, so with the horizon's lags the standard
+    error is several times the binomial one and the same miss is less significant."""
+    zl = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv")["close"].to_numpy()
+    lp = np.log(zl)
+    r = np.diff(lp)
+    t = np.arange(63, len(lp) - 63)
+    vol = np.array([r[i - 63:i].std(ddof=1) for i in t])
+    inside = np.abs(lp[t + 63] - lp[t]) <= 1.2816 * vol * math.sqrt(63)
+    plain, hac = coverage_test(inside, 0.80), coverage_test(inside, 0.80, lags=62)
+    assert hac.coverage == plain.coverage
+    assert hac.se > 3 * plain.se and hac.p_value > plain.p_value
+    assert hac.se == pytest.approx(math.sqrt(newey_west_variance(inside.astype(float), 62)
+                                             / len(inside)), rel=1e-12)

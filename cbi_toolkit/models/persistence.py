@@ -1,6 +1,7 @@
-"""Saving and loading a fitted `ForecastRegressor` without pickle: the weights as
-safetensors, the constructor parameters as JSON with the weights' sha256; nothing is
-unpickled when loading, and a changed weights file is refused."""
+"""Saving and loading a fitted `ForecastRegressor` (or the pooled
+`GlobalForecastRegressor`) without pickle: the weights as safetensors, the constructor
+parameters as JSON with the weights' sha256; nothing is unpickled when loading, and a
+changed weights file is refused."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 import torch
 
 from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.models.global_network import GlobalForecastNet
+from cbi_toolkit.models.global_regressor import GlobalForecastRegressor
 from cbi_toolkit.models.network import ForecastNet
 from cbi_toolkit.models.regressor import ForecastRegressor
 from cbi_toolkit.storage import atomic_write_bytes, atomic_write_text, file_sha256
@@ -18,6 +21,10 @@ from cbi_toolkit.storage import atomic_write_bytes, atomic_write_text, file_sha2
 WEIGHTS_FILE = "weights.safetensors"
 CONFIG_FILE = "regressor.json"
 FORMAT_VERSION = 1
+#: the regressors that can be saved, by the ``class`` recorded, with their network and the
+#: sizes they take from the data at fit time (`ForecastRegressor._sizes_from_data`)
+_CLASSES = {"ForecastRegressor": (ForecastRegressor, ForecastNet),
+            "GlobalForecastRegressor": (GlobalForecastRegressor, GlobalForecastNet)}
 
 
 _NOT_SAVED = {"_params_to_validate", "module", "criterion", "optimizer", "iterator_train", "iterator_valid",
@@ -46,9 +53,11 @@ def save_regressor(reg: ForecastRegressor, directory: str | Path) -> Path:
 
     if not getattr(reg, "initialized_", False) or not hasattr(reg, "module_"):
         raise ArtifactError("the regressor is not fitted; fit it before saving")
-    if reg.module is not ForecastNet or reg.train_split not in ("tail", None):
-        raise ArtifactError("only ForecastRegressor with ForecastNet and the default "
-                            "train_split can be saved")
+    name = type(reg).__name__
+    if (name not in _CLASSES or reg.module is not _CLASSES[name][1]
+            or reg.train_split not in ("tail", None)):
+        raise ArtifactError("only ForecastRegressor with ForecastNet (or GlobalForecastRegressor "
+                            "with GlobalForecastNet) and the default train_split can be saved")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in reg.module_.state_dict().items()}
@@ -56,11 +65,11 @@ def save_regressor(reg: ForecastRegressor, directory: str | Path) -> Path:
     atomic_write_bytes(weights, save(state))
     meta = {
         "format": FORMAT_VERSION,
-        "class": "ForecastRegressor",
+        "class": name,
         "params": _json_params(reg),
         "train_split": reg.train_split,
-        "n_features_in": int(reg.n_features_in_),
-        "n_horizons": int(reg.n_horizons_),
+        **{attr.rstrip("_"): int(getattr(reg, attr))
+           for _, attr in reg._sizes_from_data},
         "weights": WEIGHTS_FILE,
         "sha256": file_sha256(weights),
         "torch": torch.__version__,
@@ -84,7 +93,7 @@ def load_regressor(directory: str | Path, device: str | None = None) -> Forecast
         meta = json.loads(config.read_text())
     except json.JSONDecodeError as exc:
         raise ArtifactError(f"{config}: malformed JSON ({exc.msg})") from None
-    if meta.get("format") != FORMAT_VERSION or meta.get("class") != "ForecastRegressor":
+    if meta.get("format") != FORMAT_VERSION or meta.get("class") not in _CLASSES:
         raise ArtifactError(f"{config}: not a ForecastRegressor of format {FORMAT_VERSION}")
     weights = directory / Path(meta["weights"]).name
     if not weights.is_file():
@@ -95,9 +104,10 @@ def load_regressor(directory: str | Path, device: str | None = None) -> Forecast
     params = dict(meta["params"])
     if device is not None:
         params["device"] = device
-    reg = ForecastRegressor(train_split=meta.get("train_split", "tail"), **params)
-    reg.n_features_in_ = int(meta["n_features_in"])
-    reg.n_horizons_ = int(meta["n_horizons"])
+    cls, module = _CLASSES[meta["class"]]
+    reg = cls(module=module, train_split=meta.get("train_split", "tail"), **params)
+    for _, attr in reg._sizes_from_data:
+        setattr(reg, attr, int(meta[attr.rstrip("_")]))
     reg.initialize()
     state = load_file(str(weights), device=str(reg.device_))
     reg.module_.load_state_dict(state)

@@ -8,7 +8,8 @@
 * `gate`: the deploy gate;
 * `publish`: writing forecasts and the track record to the sink;
 * `interrupts`: Ctrl-C during a run;
-* `saved`: commands on a saved run: resume, sink-only, predict, evaluate, export.
+* `saved`: commands on a saved run: resume, sink-only, predict, evaluate, export;
+* `scoring`: a saved model scored on newer origins (for `saved.evaluate_run`).
 
 Nothing here parses arguments, prints or chooses exit codes: the command lines do
 (`cbi_toolkit.cli`, `cbi_toolkit.search.cli`)."""

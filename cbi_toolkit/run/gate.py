@@ -25,5 +25,11 @@ def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[
             value = getattr(row, f"{prefix}_{pct}")
             if band is not None and not band[0] <= value <= band[1]:
                 failures.append(f"{row.horizon}: {intervals} {pct}% coverage {value:.3f} outside "
-                                f"[{band[0]}, {band[1]}]")
+                                f"[{band[0]}, {band[1]}]{_coverage_error(row, prefix, pct)}")
     return failures
+
+
+def _coverage_error(row, prefix: str, pct: str) -> str:
+    """" (HAC s.e. ..., p ...)" of the coverage, when the summary has its test."""
+    se, p = (getattr(row, f"{prefix}_{pct}_{k}", float("nan")) for k in ("se", "p"))
+    return f" (HAC s.e. {se:.3f}, p {p:.3f})" if se == se and p == p else ""

@@ -8,25 +8,20 @@ import json
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cbi_toolkit import track_record
 from cbi_toolkit.artifacts import load_pipeline
-from cbi_toolkit.backtest import labelled_samples
-from cbi_toolkit.calibration import NET, VOL, Calibration, ShippedModel
+from cbi_toolkit.calibration import ShippedModel
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import ArtifactError, CbiError
-from cbi_toolkit.evaluation import summarise
 from cbi_toolkit.forecast import forecast_latest
-from cbi_toolkit.metrics import FoldPrediction
 from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.run.folder import model_version, open_run_folder, read_status
-from cbi_toolkit.run.gate import MODEL
 from cbi_toolkit.run.options import EvaluationResult, RunEvents, RunOptions, RunResult
 from cbi_toolkit.run.prepare import data_summary, prepare
 from cbi_toolkit.run.publish import write_sink
-from cbi_toolkit.skill import baselines_for
+from cbi_toolkit.run.scoring import save_evaluation, score_since, warn_in_sample
 from cbi_toolkit.spec import Spec
 from cbi_toolkit.storage import atomic_write_text
 
@@ -91,6 +86,10 @@ def load_run(run_dir: str | Path, data_dir: str | None, allow_ended: bool = Fals
     its folder; refuses a model from another run or data whose features differ."""
     events = events or RunEvents()
     path, spec, _ = open_run_folder(run_dir)
+    if spec.targets:
+        raise ArtifactError(f"{path}: a pooled run ({', '.join(spec.targets)}); exporting a "
+                            "model works on single-commodity runs only (`cbi-run --predict` "
+                            "and `--evaluate` take a pooled run)")
     pipe, meta = load_pipeline(path / "model")
     if "model_version" in meta and meta["model_version"] != model_version(spec):
         raise ArtifactError(f"{path / 'model'}: saved by model version "
@@ -111,10 +110,15 @@ def load_run(run_dir: str | Path, data_dir: str | None, allow_ended: bool = Fals
 def predict_run(run_dir: str | Path, options: RunOptions | None = None,
                 events: RunEvents | None = None) -> RunResult:
     """Forecast from a saved run and the current data, without retraining; the forecasts
-    go to ``predictions/origin-<date>.csv`` and, if the run passed its gate, to the sink."""
+    go to ``predictions/origin-<date>.csv`` and, if the run passed its gate, to the sink.
+    A pooled run: `cbi_toolkit.pooled_saved.predict_pooled_run`."""
     from cbi_toolkit.serving import serving_model
 
     events, options = events or RunEvents(), options or RunOptions()
+    if _is_pooled(run_dir):
+        from cbi_toolkit.pooled_saved import predict_pooled_run
+
+        return predict_pooled_run(run_dir, options, events)
     spec, samples, pipe, meta, path = load_run(run_dir, options.data_dir, events=events)
     served = serving_model(path, pipe)  # an exported ONNX/TorchScript model if checked, else eager
     log.info("forecasting with the %s model", served.kind)
@@ -139,44 +143,27 @@ def evaluate_run(run_dir: str | Path, since: str | pd.Timestamp | None,
                  ) -> EvaluationResult:
     """Score a saved model beside the baselines on origins from ``since`` on: each
     horizon on the origins whose own target the data now holds (true out-of-sample
-    checking), through the run's saved combination and calibration."""
+    checking), through the run's saved combination and calibration. A pooled run:
+    `cbi_toolkit.pooled_saved.evaluate_pooled_run`."""
     if not since:
         raise CbiError("--evaluate needs --since YYYY-MM-DD: the first origin date to score")
     events = events or RunEvents()
     since = pd.Timestamp(since)
+    if _is_pooled(run_dir):
+        from cbi_toolkit.pooled_saved import evaluate_pooled_run
+
+        return evaluate_pooled_run(run_dir, since, data_dir, events)
     spec, samples, pipe, meta, path = load_run(run_dir, data_dir, allow_ended=True,
                                                events=events)
+    pipe.set_params(scale__fill_missing=True)  # missing features of ended drivers: their mean
     train_end = pd.Timestamp(meta["train_end"])
-    labelled = labelled_samples(samples)
-    train = np.flatnonzero(labelled.dates <= train_end)
-    if since <= train_end:
-        events.note(f"warning: --since {since:%Y-%m-%d} is not after the model's training data "
-                    f"(ends {train_end:%Y-%m-%d}); those origins are in-sample")
-    shipping = ShippedModel.from_meta(meta)
-    models = {NET: pipe, **{name: base.fit(labelled.X[train], labelled.y[train])
-                            for name, base in baselines_for(spec).items()}}
-    for model in models.values():  # missing features of ended drivers: their training mean
-        model.set_params(scale__fill_missing=True)
-    preds, cals = [], {}
-    for j, horizon in enumerate(samples.horizons):
-        test = np.flatnonzero((samples.dates >= since) & np.isfinite(samples.y[:, j]))
-        if not len(test):
-            continue
-        sub = samples.subset(test)
-        out = {name: predict_dist(model, sub.X) for name, model in models.items()}
-        out[MODEL] = shipping.combination(horizon).forecast(*out[NET], out[VOL][1])
-        for name, (mu, sig) in out.items():
-            preds.append(FoldPrediction(name, 0, horizon, sub.y[:, j], mu[:, j], sig[:, j],
-                                        sub.price, sub.dates))
-            saved = meta.get("calibration_all", {}).get(f"{name}/{horizon}")
-            cals[(name, horizon, 0)] = Calibration.from_json(saved) if saved else (
-                shipping.calibrations.get(horizon) if name == MODEL else None)
-    if not preds:
-        raise CbiError(f"no origin on or after {since:%Y-%m-%d} has a known target in this data; "
-                       "point --data-dir at newer data or pick an earlier --since")
-    summary = summarise(preds, cals=cals)
-    out_csv = path / "evaluations" / f"since-{since:%Y-%m-%d}.csv"
-    out_csv.parent.mkdir(exist_ok=True)
-    atomic_write_text(out_csv, summary.to_csv(index=False))
-    return EvaluationResult(summary, list(samples.horizons), since, out_csv)
+    warn_in_sample(since, train_end, events)
+    summary = score_since(spec, samples, lambda rows: predict_dist(pipe, samples.X[rows]), meta,
+                          since, train_end)
+    return EvaluationResult(summary, list(samples.horizons), since,
+                            save_evaluation(path, since, summary))
 
+
+def _is_pooled(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is a pooled run's folder (its spec has ``targets``)."""
+    return bool(open_run_folder(run_dir)[1].targets)
