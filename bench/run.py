@@ -13,7 +13,8 @@ that load from other processes hits them alike:
     included) at the same settings: samples/s and the ratio b/a;
 (c) forecast latency for one origin date (p50, p95 over >= 200 calls) and batch
     throughput, per serving path (eager no_grad, inference_mode fp32 and bf16,
-    TorchScript, ONNX Runtime), with the max |difference| from eager fp32;
+    TorchScript, ONNX Runtime, ExecuTorch + XNNPACK), with the max |difference| from
+    eager fp32;
 (d) wall time of a full `cbi-run` of specs/zl_1m_quick.yaml (subprocess) and an
     extrapolation for specs/zl_1m.yaml from the measured training speed;
 (e) peak RSS of this process and of the cbi-run child;
@@ -49,6 +50,7 @@ from cbi_toolkit.backtest import backtest, labelled_samples  # noqa: E402
 from cbi_toolkit.evaluation import score_folds, summarise  # noqa: E402
 from cbi_toolkit.export import (  # noqa: E402
     eager_callable,
+    export_executorch,
     export_onnx,
     export_torchscript,
     load_exported,
@@ -261,6 +263,7 @@ def bench_serving(spec, samples, quick: bool) -> dict:
     batch = raw_windows(X[np.arange(len(X) - 256, len(X))])
     tmp = Path(tempfile.mkdtemp(prefix="cbi-bench-"))
     paths = {"eager_no_grad": None, "inference_mode": eager_callable(module)}
+    export_s = {}
 
     def no_grad(w):
         with torch.no_grad():
@@ -281,6 +284,13 @@ def bench_serving(spec, samples, quick: bool) -> dict:
         paths["onnxruntime"] = load_exported(tmp / "m.onnx")
     except Exception as exc:  # onnxruntime missing or export failure: report, go on
         print(f"onnx: {exc}")
+    try:
+        start = time.perf_counter()
+        export_executorch(module, torch.from_numpy(one), tmp / "m.pte")
+        export_s["executorch_xnnpack"] = round(time.perf_counter() - start, 1)
+        paths["executorch_xnnpack"] = load_exported(tmp / "m.pte")
+    except Exception as exc:  # executorch missing or export failure: report, go on
+        print(f"executorch: {exc}")
     ref = paths["inference_mode"](batch[:16])
     calls = 200 if quick else 400
     chunk = 20
@@ -310,6 +320,8 @@ def bench_serving(spec, samples, quick: bool) -> dict:
                   "batch256_samples_per_s": round(thr[k][0] / thr[k][1], 1),
                   "max_abs_diff_vs_eager_fp32": float(max(np.abs(mu - ref[0]).max(),
                                                           np.abs(s - ref[1]).max()))}
+    for k, seconds in export_s.items():
+        out[k]["export_s"] = seconds
     out["load"] = load()
     return out
 

@@ -1,13 +1,17 @@
-"""Export a saved run's model to ONNX or TorchScript (`cbi-export`), checked against the eager model.
+"""Export a saved run's model to ONNX, TorchScript or ExecuTorch (`cbi-export`), checked
+against the eager model.
 
-`cbi-export runs/<run_id> --format onnx|torchscript` writes
-``runs/<run_id>/export/model.onnx`` (or ``model.pt``) and ``export.json``. The
+`cbi-export runs/<run_id> --format onnx|torchscript|executorch` writes
+``runs/<run_id>/export/model.onnx`` (or ``model.pt``, ``model.pte``) and ``export.json``. The
 exported graph holds the fitted scaler *and* the network: its input is the raw
 feature windows ``windows [batch, window, n_features]`` (float32, dynamic batch
 axis), its outputs ``mu`` and ``sigma`` of the forward log return per horizon,
 exactly what ``predict_dist`` of the saved pipeline gives. After writing, the
 exported model is run on the run's newest real windows and the largest absolute
 difference from the eager model is recorded (and checked against ``--atol``).
+The ExecuTorch program (``.pte``, XNNPACK-delegated where XNNPACK takes the op) has a
+fixed batch of one window: its runtime fails on a dynamic batch inside the LSTM's
+loop (`ScanLSTM`), so its loader runs a batch window by window.
 
 Serving a run from its export: `cbi_toolkit.serving`.
 """
@@ -71,6 +75,34 @@ def export_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> 
     return path
 
 
+def export_executorch(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
+    """An ExecuTorch program for one window ``[1, window, F]``: the LSTM as `ScanLSTM`
+    (a loop, not the unrolled steps), lowered with the XNNPACK partitioner."""
+    import copy
+
+    try:
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.exir import to_edge_transform_and_lower
+    except ImportError as exc:
+        raise CbiError(f"--format executorch needs the executorch package ({exc}); "
+                       "install it with: pip install -e .") from None
+
+    from cbi_toolkit.models.scan_lstm import ScanLSTM
+
+    module = copy.deepcopy(module).eval()
+    module.net.lstm = ScanLSTM(module.net.lstm)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.export.export(module, (example[:1].clone(),))
+        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+        path.write_bytes(lowered.to_executorch().buffer)
+    return path
+
+
+EXPORTERS = {"onnx": export_onnx, "torchscript": export_torchscript,
+             "executorch": export_executorch}
+
+
 def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
                     atol: float = DEFAULT_ATOL) -> dict:
     """Export ``pipe`` into ``out_dir`` and check it against the eager model.
@@ -87,10 +119,7 @@ def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
     example = torch.from_numpy(check_windows[:1])
     path = out_dir / FORMATS[fmt]
     start = time.perf_counter()
-    if fmt == "onnx":
-        export_onnx(module, example, path)
-    else:
-        export_torchscript(module, example, path)
+    EXPORTERS[fmt](module, example, path)
     seconds = time.perf_counter() - start
     ref_mu, ref_sigma = eager_callable(module)(check_windows)
     mu, sigma = load_exported(path)(check_windows)
@@ -98,7 +127,8 @@ def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
     info = {"format": fmt, "file": path.name, "input": "windows [batch, window, n_features] float32",
             "outputs": ["mu", "sigma"], "window": int(check_windows.shape[1]),
             "n_features": int(check_windows.shape[2]), "checked_samples": int(len(check_windows)),
-            "max_abs_diff": diff, "atol": atol, "export_seconds": round(seconds, 3),
+            "batch": 1 if fmt == "executorch" else "dynamic", "max_abs_diff": diff, "atol": atol,
+            "export_seconds": round(seconds, 3),
             "torch": torch.__version__}
     infos = {}
     info_path = out_dir / INFO_FILE
@@ -134,7 +164,8 @@ def export_run(run_dir: str | Path, fmt: str, data_dir: str | None = None,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cbi-export", description="Export a saved run's model (scaler + network) to ONNX "
-        "or TorchScript with a dynamic batch axis, checked against the eager model.")
+        "or TorchScript (dynamic batch axis) or ExecuTorch (one window), checked against the "
+        "eager model.")
     p.add_argument("run_dir", help="a run folder, runs/<run_id>")
     p.add_argument("--format", choices=sorted(FORMATS), default="onnx")
     p.add_argument("--data-dir", help="data directory for the check windows (default as cbi-run)")

@@ -1,7 +1,8 @@
 """Forecasting from a saved run with the fastest model it has.
 
 `serving_model(run_dir, pipe)` picks an exported ONNX model when onnxruntime is
-installed, else TorchScript, else the eager network under ``torch.inference_mode``.
+installed, else TorchScript, else ExecuTorch (the slowest here: its LSTM loop runs
+outside XNNPACK), else the eager network under ``torch.inference_mode``.
 The exported graph (`ScaledForecastNet`) holds the fitted scaler and the network:
 its input is raw feature windows ``[batch, window, n_features]`` (float32), its outputs
 ``mu`` and ``sigma`` of the forward log return per horizon. Writing exports:
@@ -10,6 +11,7 @@ its input is raw feature windows ``[batch, window, n_features]`` (float32), its 
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import warnings
@@ -24,7 +26,9 @@ from cbi_toolkit.features.windows import as_windows
 log = logging.getLogger(__name__)
 
 EXPORT_DIR = "export"
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt"}
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "executorch": "model.pte"}
+SERVING_ORDER = ("onnx", "torchscript", "executorch")  # fastest first (docs/performance.md)
+RUNTIMES = {"onnx": "onnxruntime", "executorch": "executorch.runtime"}
 INFO_FILE = "export.json"
 
 
@@ -78,6 +82,8 @@ def load_exported(path: Path):
             return mu, sigma
 
         return run_onnx
+    if path.suffix == ".pte":
+        return _executorch_callable(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         module = torch.jit.load(str(path), map_location="cpu").eval()
@@ -88,6 +94,21 @@ def load_exported(path: Path):
         return mu.numpy(), sigma.numpy()
 
     return run_ts
+
+
+def _executorch_callable(path: Path):
+    """An ExecuTorch program of one window, run window by window."""
+    from executorch.runtime import Runtime
+
+    method = Runtime.get().load_program(str(path)).load_method("forward")
+
+    def run_pte(windows: np.ndarray):
+        windows = torch.from_numpy(np.asarray(windows, dtype=np.float32))
+        outs = [method.execute([windows[i:i + 1].contiguous()]) for i in range(len(windows))]
+        return (np.concatenate([o[0].numpy() for o in outs]),
+                np.concatenate([o[1].numpy() for o in outs]))
+
+    return run_pte
 
 
 def eager_callable(module: nn.Module, bf16: bool = False):
@@ -106,7 +127,7 @@ def eager_callable(module: nn.Module, bf16: bool = False):
 class ServingModel:
     """``predict_dist(X) -> (mu, sigma)`` through the fastest available path.
 
-    ``kind`` is ``onnx``, ``torchscript`` or ``eager``.
+    ``kind`` is ``onnx``, ``torchscript``, ``executorch``, ``eager`` or ``eager_bf16``.
     """
 
     def __init__(self, fn, kind: str):
@@ -117,9 +138,11 @@ class ServingModel:
         return np.asarray(mu), np.asarray(sigma)
 
 
-def _onnxruntime_available() -> bool:
+def _runtime_available(fmt: str) -> bool:
+    if fmt not in RUNTIMES:
+        return True
     try:
-        import onnxruntime  # noqa: F401
+        importlib.import_module(RUNTIMES[fmt])
     except ImportError:
         return False
     return True
@@ -127,7 +150,8 @@ def _onnxruntime_available() -> bool:
 
 def serving_model(run_dir: str | Path, pipe) -> ServingModel:
     """The fastest way to forecast from a run: its exported ONNX model (with
-    onnxruntime), else its TorchScript file, else the eager net in inference mode.
+    onnxruntime), else its TorchScript file, else its ExecuTorch program, else the
+    eager net in inference mode.
 
     A model trained in bf16 on the CPU is served eagerly under bf16 autocast:
     that is how the run itself forecast (same numbers), and it was measured
@@ -147,11 +171,9 @@ def serving_model(run_dir: str | Path, pipe) -> ServingModel:
         except json.JSONDecodeError:
             infos = {}
     n_features = pipe.named_steps["scale"].n_features_in_
-    for fmt in ("onnx", "torchscript"):
+    for fmt in SERVING_ORDER:
         info = infos.get(fmt)
-        if not info or not (export_dir / FORMATS[fmt]).is_file():
-            continue
-        if fmt == "onnx" and not _onnxruntime_available():
+        if not info or not (export_dir / FORMATS[fmt]).is_file() or not _runtime_available(fmt):
             continue
         if info.get("n_features") != n_features or not info.get("max_abs_diff", 1) <= info.get("atol", 0):
             log.warning("%s: export does not match the saved model; not used", export_dir / FORMATS[fmt])

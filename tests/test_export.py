@@ -79,6 +79,35 @@ def test_serving_model_prefers_a_checked_export(pipe, samples, tmp_path):
     np.testing.assert_allclose(sigma, sigma_ref, atol=1e-5)
 
 
+def test_executorch_export_is_served_window_by_window(pipe, samples, tmp_path):
+    info = export_pipeline(pipe, "executorch", tmp_path / "export", raw_windows(samples.X[-6:]))
+    assert info["batch"] == 1 and info["file"] == "model.pte"
+    served = serving_model(tmp_path, pipe)  # the only export there
+    assert served.kind == "executorch"
+    mu, sigma = served.predict_dist(samples.X[-3:])
+    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-3:])
+    assert mu.shape == mu_ref.shape == (3, mu_ref.shape[1])
+    np.testing.assert_allclose(mu, mu_ref, atol=1e-5)
+    np.testing.assert_allclose(sigma, sigma_ref, atol=1e-5)
+    # a faster checked export, once there, is preferred
+    export_pipeline(pipe, "torchscript", tmp_path / "export", raw_windows(samples.X[-6:]))
+    assert serving_model(tmp_path, pipe).kind == "torchscript"
+
+
+def test_scan_lstm_equals_the_lstm():
+    from cbi_toolkit.models.scan_lstm import ScanLSTM
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 6, num_layers=2, batch_first=True).eval()
+    x = torch.randn(3, 11, 5)
+    with torch.no_grad():
+        ref, _ = lstm(x)
+        got, _ = ScanLSTM(lstm)(x)
+    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ValueError, match="batch-first"):
+        ScanLSTM(torch.nn.LSTM(5, 6, bidirectional=True))
+
+
 def test_export_refuses_unknown_format(pipe, samples, tmp_path):
     with pytest.raises(CbiError, match="unknown export format"):
         export_pipeline(pipe, "tflite", tmp_path, raw_windows(samples.X[-2:]))
