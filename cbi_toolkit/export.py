@@ -85,7 +85,8 @@ def export_executorch(module: nn.Module, example: torch.Tensor, path: Path) -> P
         from executorch.exir import to_edge_transform_and_lower
     except ImportError as exc:
         raise CbiError(f"--format executorch needs the executorch package ({exc}); "
-                       "install it with: pip install -e .") from None
+                       "install it with: pip install 'cbi_toolkit[edge]' "
+                       "(in a checkout: pip install -e '.[edge]')") from None
 
     from cbi_toolkit.models.scan_lstm import ScanLSTM
 
