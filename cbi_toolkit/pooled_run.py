@@ -164,7 +164,9 @@ def _stages(spec: Spec, pooled: PooledSamples, labelled: PooledSamples, options:
     passed = [c for c in result.series if not failures[c]]
     shipped = every[every["series"].isin(passed)]
     shipped.to_csv(run_dir / "forecasts.csv", index=False)  # what the sink gets
-    every[~every["series"].isin(passed)].to_csv(run_dir / "forecasts_held.csv", index=False)
+    held = every[~every["series"].isin(passed)]
+    if len(held):  # the forecasts the gate kept from the sink
+        held.to_csv(run_dir / "forecasts_held.csv", index=False)
     track_record.save(run_dir, record)
     from cbi_toolkit.checkpoint import record_files
 

@@ -196,6 +196,7 @@ def test_cbi_run_pooled_writes_every_series_to_duckdb(tmp_path, specs_dir, data_
     assert list(table["series"]) == TARGETS
     assert table[["model_mase", "single_model_mase", "net_mase", "single_net_mase"]].notna().all().all()
     assert read_status(run)["state"] == "done"
+    assert not (run / "forecasts_held.csv").exists()  # the gate held nothing back
     # a pooled run folder: --sink-only writes the same rows elsewhere
     other = tmp_path / "g.duckdb"
     assert main(["--sink-only", str(run), "--sink", f"duckdb://{other}"]) == 0
