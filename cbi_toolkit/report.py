@@ -91,7 +91,8 @@ def plot_fan(history: pd.Series, forecasts: pd.DataFrame, path: Path, years: flo
         ax.text(date, 0.03, f"{horizon} {date:%Y-%m-%d}", transform=ax.get_xaxis_transform(),
                 ha="center", va="bottom", rotation=90, fontsize=7)
     ax.axvline(origin, color="grey", ls=":", lw=0.8)
-    ax.set_title(f"newest forecast from {origin:%Y-%m-%d}; target dates on the CBOT calendar")
+    series = f"{fc['series'].iloc[0]}: " if "series" in fc else ""
+    ax.set_title(f"{series}newest forecast from {origin:%Y-%m-%d}; target dates on the CBOT calendar")
     ax.set_ylabel("price")
     ax.legend(loc="upper left", fontsize=8)
     fig.autofmt_xdate()
