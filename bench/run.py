@@ -453,9 +453,9 @@ def extrapolate_design(spec, samples, samples_per_s: float) -> dict:
     """Training-time estimate of `cbi-run specs/zl_1m.yaml` from measured samples/s."""
     from cbi_toolkit.walkforward import walk_forward
 
-    folds = list(walk_forward(spec, len(samples)).split(np.zeros(len(samples))))
+    folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))
     vf = spec.training.valid_fraction
-    per_epoch = [int(len(tr) * (1 - vf)) - spec.max_horizon for tr, _ in folds] + \
+    per_epoch = [int(len(f.train) * (1 - vf)) - spec.max_horizon for f in folds] + \
         [int(len(samples) * (1 - vf)) - spec.max_horizon]
     total = sum(per_epoch)
     out = {"train_samples_per_epoch_all_fits": total, "samples_per_s": samples_per_s}
