@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from cbi_toolkit.spec import GateConfig
@@ -32,4 +34,4 @@ def check_gate(gate: GateConfig, summary: pd.DataFrame, intervals: str) -> list[
 def _coverage_error(row, prefix: str, pct: str) -> str:
     """" (HAC s.e. ..., p ...)" of the coverage, when the summary has its test."""
     se, p = (getattr(row, f"{prefix}_{pct}_{k}", float("nan")) for k in ("se", "p"))
-    return f" (HAC s.e. {se:.3f}, p {p:.3f})" if se == se and p == p else ""
+    return f" (HAC s.e. {se:.3f}, p {p:.3f})" if math.isfinite(se) and math.isfinite(p) else ""
