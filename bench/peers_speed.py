@@ -11,6 +11,10 @@ round by round in this one process so load from other processes hits every varia
 
 - ``toolkit``: ``build_pipeline(spec).fit`` (scaler, skorch regressor, one epoch of exactly
   ``steps`` batches, no validation tail: the peers fit none either);
+- ``toolkit_mha``: the same with the network's attention as it was before `attend_last`
+  (``nn.MultiheadAttention`` projecting every step's key and value): the gain of that change;
+- ``toolkit_bpttK``: the same with ``training.bptt_steps: K`` (truncated backprop, opt-in:
+  less work per step than the peer, which backpropagates through the whole window);
 - ``plain``: a hand-written loop of the same `ForecastNet` (bench/run.py's `PlainLoop`);
 - ``nf``: ``neuralforecast.NeuralForecast([LSTM(...)]).fit`` on the ZL log price in long
   format (one series), ``input_size`` = window, ``encoder_hidden_size`` / ``_n_layers`` /
@@ -45,6 +49,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from cbi_toolkit.backtest import labelled_samples  # noqa: E402
 from cbi_toolkit.features.windows import WindowScaler  # noqa: E402
+from cbi_toolkit.models.network import ForecastNet  # noqa: E402
 from cbi_toolkit.pipeline import build_pipeline  # noqa: E402
 from cbi_toolkit.run.prepare import prepare  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
@@ -99,14 +104,27 @@ def _lightning_clock(clock: _Clock):
     return StepClock()
 
 
-class Toolkit:
-    """`build_pipeline(spec).fit` on the newest ``steps * batch`` real samples, one epoch."""
+class MultiheadAttentionNet(ForecastNet):
+    """`ForecastNet` as it was before `attend_last`: ``nn.MultiheadAttention`` projecting the
+    keys and values of every step (same parameters, same outputs to rounding)."""
 
-    def __init__(self, spec, samples, steps: int):
+    def encode(self, x):
+        h = self.sequence(x)
+        last = h[:, -1:, :]
+        attended, _ = self.attention(last, h, h, need_weights=False)
+        return self.attn_norm(last + self.attn_dropout(attended))[:, 0, :]
+
+
+class Toolkit:
+    """`build_pipeline(spec).fit` on the newest ``steps * batch`` real samples, one epoch;
+    ``module`` replaces the network class, ``bptt_steps`` sets `training.bptt_steps`."""
+
+    def __init__(self, spec, samples, steps: int, module=None, bptt_steps: int | None = None):
         t = spec.training
+        self.module = module
         self.spec = spec.model_copy(update={"training": t.model_copy(update={
             "max_epochs": 1, "precision": "fp32", "device": "cpu", "threads": 1, "stride": 1,
-            "n_jobs": 1})})
+            "n_jobs": 1, "bptt_steps": bptt_steps})})
         n = steps * t.batch_size
         idx = np.arange(len(samples) - n, len(samples))
         self.X, self.y, self.windows = samples.X[idx], samples.y[idx], n
@@ -115,6 +133,8 @@ class Toolkit:
         clock = _Clock()
         pipe = build_pipeline(self.spec, verbose=0)
         pipe.set_params(net__valid_fraction=0.0, net__callbacks=[("step_clock", _skorch_clock(clock))])
+        if self.module is not None:
+            pipe.set_params(net__module=self.module)
         start = time.perf_counter()
         pipe.fit(self.X, self.y)
         return {"windows": self.windows, "fit_s": time.perf_counter() - start,
@@ -185,11 +205,15 @@ class NeuralForecastLSTM:
                 "step_s": clock.seconds, "steps": clock.steps}
 
 
-def measure(size: str, steps: int, rounds: int, data_dir: str | None) -> dict:
+def measure(size: str, steps: int, rounds: int, data_dir: str | None, bptt: list[int]) -> dict:
     spec = load_spec(SIZES[size])
     _, samples = prepare(spec, data_dir)
     samples = labelled_samples(samples)
-    variants = {"toolkit": Toolkit(spec, samples, steps), "plain": Plain(spec, samples, steps),
+    variants = {"toolkit": Toolkit(spec, samples, steps),
+                "toolkit_mha": Toolkit(spec, samples, steps, module=MultiheadAttentionNet),
+                **{f"toolkit_bptt{k}": Toolkit(spec, samples, steps, bptt_steps=k)
+                   for k in bptt if k < spec.window},
+                "plain": Plain(spec, samples, steps),
                 "nf": NeuralForecastLSTM(spec, samples, steps, exog=False),
                 "nf_exog": NeuralForecastLSTM(spec, samples, steps, exog=True)}
     for fn in variants.values():  # warm-up: imports, oneDNN primitives for every shape
@@ -211,10 +235,13 @@ def measure(size: str, steps: int, rounds: int, data_dir: str | None) -> dict:
                      "s_per_step": round(r["step_s"] / r["steps"], 4),
                      "fit_s": round(r["fit_s"], 2), "steps": r["steps"],
                      "load": round(float(np.mean(r["load"])), 2)}
-    for peer in ("plain", "nf", "nf_exog"):
-        for kind in ("fit", "steps"):
-            out[f"ratio_toolkit_vs_{peer}_{kind}"] = round(
-                out["toolkit"][f"windows_per_s_{kind}"] / out[peer][f"windows_per_s_{kind}"], 3)
+    for mine in (k for k in variants if k.startswith("toolkit")):
+        for peer in ("toolkit_mha", "plain", "nf", "nf_exog"):
+            if peer == mine:
+                continue
+            for kind in ("fit", "steps"):
+                out[f"ratio_{mine}_vs_{peer}_{kind}"] = round(
+                    out[mine][f"windows_per_s_{kind}"] / out[peer][f"windows_per_s_{kind}"], 3)
     return out
 
 
@@ -224,12 +251,18 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="quick,design", help="comma-separated: quick, design")
     ap.add_argument("--json", help="also write the JSON here")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--bptt", default="63",
+                    help="comma-separated training.bptt_steps to time as toolkit_bpttK variants "
+                         "(each where it is shorter than the window; '' for none)")
     args = ap.parse_args(argv)
+    bptt = [int(k) for k in args.bptt.split(",") if k]
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     import neuralforecast
+    import pytorch_lightning  # noqa: F401 - sets its loggers' levels on import: quiet them after
+
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "lightning"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
     result = {"torch": torch.__version__, "neuralforecast": neuralforecast.__version__,
               "torch_threads": torch.get_num_threads(), "precision": "fp32",
@@ -237,17 +270,19 @@ def main(argv=None) -> int:
     plan = {"quick": (20, 2) if args.quick else (40, 3), "design": (3, 1) if args.quick else (6, 3)}
     for size in args.sizes.split(","):
         steps, rounds = plan[size]
-        r = measure(size, steps, rounds, args.data_dir)
+        r = measure(size, steps, rounds, args.data_dir, bptt)
         result[size] = r
         print(f"\n{size}: window {r['window']}, hidden {r['hidden']}, {r['layers']} layers, "
               f"batch {r['batch']}, {steps} steps x {rounds} rounds", file=sys.stderr)
-        print(f"{'variant':<9} {'win/s fit':>10} {'win/s steps':>12} {'s/step':>8} {'load':>5}",
+        print(f"{'variant':<15} {'win/s fit':>10} {'win/s steps':>12} {'s/step':>8} {'load':>5}",
               file=sys.stderr)
-        for k in ("toolkit", "plain", "nf", "nf_exog"):
-            v = r[k]
-            print(f"{k:<9} {v['windows_per_s_fit']:>10} {v['windows_per_s_steps']:>12} "
+        for k, v in r.items():
+            if not isinstance(v, dict):
+                continue
+            print(f"{k:<15} {v['windows_per_s_fit']:>10} {v['windows_per_s_steps']:>12} "
                   f"{v['s_per_step']:>8} {v['load']:>5}", file=sys.stderr)
-        print({k: v for k, v in r.items() if k.startswith("ratio")}, file=sys.stderr)
+        print(json.dumps({k: v for k, v in r.items() if k.startswith("ratio") and k.endswith("_steps")}),
+              file=sys.stderr)
     result["loadavg_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     print(text)
