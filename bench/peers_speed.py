@@ -218,13 +218,15 @@ def measure(size: str, steps: int, rounds: int, data_dir: str | None, bptt: list
                 "nf_exog": NeuralForecastLSTM(spec, samples, steps, exog=True)}
     for fn in variants.values():  # warm-up: imports, oneDNN primitives for every shape
         fn()
-    tot = {k: {"windows": 0, "fit_s": 0.0, "step_s": 0.0, "steps": 0, "load": []} for k in variants}
+    tot = {k: {"windows": 0, "fit_s": 0.0, "step_s": 0.0, "steps": 0, "load": [], "rounds": []}
+           for k in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
             r = fn()
             for k in ("windows", "fit_s", "step_s", "steps"):
                 tot[name][k] += r[k]
             tot[name]["load"].append(load())
+            tot[name]["rounds"].append(r["step_s"] / r["steps"])
     m = spec.model
     out = {"spec": SIZES[size].name, "window": spec.window, "hidden": m.hidden_dim,
            "layers": m.num_layers, "batch": spec.training.batch_size, "features": samples.X.values.shape[1],
@@ -233,6 +235,7 @@ def measure(size: str, steps: int, rounds: int, data_dir: str | None, bptt: list
         out[name] = {"windows_per_s_fit": round(r["windows"] / r["fit_s"], 2),
                      "windows_per_s_steps": round(r["windows"] / r["step_s"], 2),
                      "s_per_step": round(r["step_s"] / r["steps"], 4),
+                     "s_per_step_median_round": round(float(np.median(r["rounds"])), 4),
                      "fit_s": round(r["fit_s"], 2), "steps": r["steps"],
                      "load": round(float(np.mean(r["load"])), 2)}
     for mine in (k for k in variants if k.startswith("toolkit")):
@@ -242,6 +245,8 @@ def measure(size: str, steps: int, rounds: int, data_dir: str | None, bptt: list
             for kind in ("fit", "steps"):
                 out[f"ratio_{mine}_vs_{peer}_{kind}"] = round(
                     out[mine][f"windows_per_s_{kind}"] / out[peer][f"windows_per_s_{kind}"], 3)
+            out[f"ratio_{mine}_vs_{peer}_median_round"] = round(
+                out[peer]["s_per_step_median_round"] / out[mine]["s_per_step_median_round"], 3)
     return out
 
 
@@ -251,6 +256,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="quick,design", help="comma-separated: quick, design")
     ap.add_argument("--json", help="also write the JSON here")
     ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--steps", type=int, help="optimizer steps per fit (default: 30 quick, 4 design)")
+    ap.add_argument("--rounds", type=int, help="interleaved rounds (default 5)")
     ap.add_argument("--bptt", default="63",
                     help="comma-separated training.bptt_steps to time as toolkit_bpttK variants "
                          "(each where it is shorter than the window; '' for none)")
@@ -267,22 +274,24 @@ def main(argv=None) -> int:
     result = {"torch": torch.__version__, "neuralforecast": neuralforecast.__version__,
               "torch_threads": torch.get_num_threads(), "precision": "fp32",
               "loadavg_start": os.getloadavg()}
-    plan = {"quick": (20, 2) if args.quick else (40, 3), "design": (3, 1) if args.quick else (6, 3)}
+    plan = {"quick": (20, 2) if args.quick else (30, 5), "design": (3, 1) if args.quick else (4, 5)}
     for size in args.sizes.split(","):
         steps, rounds = plan[size]
+        steps, rounds = args.steps or steps, args.rounds or rounds
         r = measure(size, steps, rounds, args.data_dir, bptt)
         result[size] = r
         print(f"\n{size}: window {r['window']}, hidden {r['hidden']}, {r['layers']} layers, "
               f"batch {r['batch']}, {steps} steps x {rounds} rounds", file=sys.stderr)
-        print(f"{'variant':<15} {'win/s fit':>10} {'win/s steps':>12} {'s/step':>8} {'load':>5}",
-              file=sys.stderr)
+        print(f"{'variant':<15} {'win/s fit':>10} {'win/s steps':>12} {'s/step':>8} "
+              f"{'median round':>13} {'load':>5}", file=sys.stderr)
         for k, v in r.items():
             if not isinstance(v, dict):
                 continue
             print(f"{k:<15} {v['windows_per_s_fit']:>10} {v['windows_per_s_steps']:>12} "
-                  f"{v['s_per_step']:>8} {v['load']:>5}", file=sys.stderr)
-        print(json.dumps({k: v for k, v in r.items() if k.startswith("ratio") and k.endswith("_steps")}),
-              file=sys.stderr)
+                  f"{v['s_per_step']:>8} {v['s_per_step_median_round']:>13} {v['load']:>5}",
+                  file=sys.stderr)
+        print(json.dumps({k: v for k, v in r.items() if k.startswith("ratio_toolkit")
+                          and not k.endswith("_fit")}), file=sys.stderr)
     result["loadavg_end"] = os.getloadavg()
     text = json.dumps(result, indent=1)
     print(text)

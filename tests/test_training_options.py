@@ -179,3 +179,13 @@ def test_bptt_steps_reach_the_module_and_are_checked(specs_dir, scaled):
     assert "module__bptt_steps" not in default.get_params()  # the whole window by default
     with pytest.raises(CbiError, match="bptt_steps"):
         load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"training.bptt_steps": 0})
+
+
+def test_bptt_steps_are_refused_for_the_pooled_net(specs_dir):
+    from cbi_toolkit.models.global_regressor import pooled_regressor_from_spec
+
+    spec = load_spec(specs_dir / "soy_complex_1m_quick.yaml", overrides={"training.bptt_steps": 5})
+    with pytest.raises(CbiError, match="bptt_steps"):
+        pooled_regressor_from_spec(spec.model, spec.training)
+    plain = load_spec(specs_dir / "soy_complex_1m_quick.yaml")
+    assert "module__bptt_steps" not in pooled_regressor_from_spec(plain.model, plain.training).get_params()
