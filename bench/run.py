@@ -13,8 +13,8 @@ that load from other processes hits them alike:
     included) at the same settings: samples/s and the ratio b/a;
 (c) forecast latency for one origin date (p50, p95 over >= 200 calls) and batch
     throughput, per serving path (eager no_grad, inference_mode fp32 and bf16,
-    TorchScript, ONNX Runtime, ExecuTorch + XNNPACK), with the max |difference| from
-    eager fp32;
+    TorchScript, ONNX Runtime fp32 and int8, ExecuTorch + XNNPACK), with the max
+    |difference| from eager fp32 (`--serving-run RUN`: of a trained run's model);
 (d) wall time of a full `cbi-run` of specs/zl_1m_quick.yaml (subprocess) and an
     extrapolation for specs/zl_1m.yaml from the measured training speed;
 (e) peak RSS of this process and of the cbi-run child;
@@ -55,6 +55,7 @@ from cbi_toolkit.export import (  # noqa: E402
     eager_callable,
     export_executorch,
     export_onnx,
+    export_onnx_int8,
     export_torchscript,
     load_exported,
     raw_windows,
@@ -159,11 +160,14 @@ class PlainLoop:
 
 class ToolkitFit:
     """`build_pipeline(spec).fit(X, y)` for one epoch on real samples: ``batches`` full
-    training batches plus the validation tail (and its gap) that the spec asks for."""
+    training batches plus the validation tail (and its gap) that the spec asks for.
+    Every origin is trained (``stride: 1``): this compares the speed per window with the
+    plain loop; the stride's saving is measured by the design fold (f)."""
 
     def __init__(self, spec, samples, precision: str, batches: int, threads: int):
         self.spec = spec.model_copy(update={"training": spec.training.model_copy(update={
-            "max_epochs": 1, "precision": precision, "device": "cpu", "threads": threads})})
+            "max_epochs": 1, "precision": precision, "device": "cpu", "threads": threads,
+            "stride": 1})})
         from cbi_toolkit.models.batching import TailSplit
 
         net = build_pipeline(self.spec, verbose=0)[-1]
@@ -250,10 +254,10 @@ def bench_precision(spec, samples, quick: bool, threads: int) -> dict:
 # ---------------------------------------------------------------------------
 # (c) serving
 
-def bench_serving(spec, samples, quick: bool) -> dict:
+def _untrained_module(spec, X):
+    """The design-size scaler + net with untrained weights (speed does not depend on them)."""
     torch.manual_seed(0)
     m = spec.model
-    X = samples.X
     scaler = WindowScaler().fit(X)
     net = ForecastNet(X.values.shape[1], len(spec.horizons), m.hidden_dim, m.num_layers,
                       m.num_heads, m.dropout, m.attention)
@@ -261,7 +265,21 @@ def bench_serving(spec, samples, quick: bool) -> dict:
     class _Pipe:  # what scaled_module reads from a fitted pipeline
         named_steps = {"scale": scaler, "net": type("N", (), {"module_": net})()}
 
-    module = scaled_module(_Pipe)
+    return scaled_module(_Pipe)
+
+
+def bench_serving(spec, samples, quick: bool, run_dir: str | None = None,
+                  data_dir: str | None = None) -> dict:
+    """Forecast latency per serving path; with ``run_dir``, of that saved run's trained
+    model on its own newest windows (so the differences from eager fp32 are real ones)."""
+    if run_dir:
+        from cbi_toolkit.run.saved import load_run
+
+        _, samples, pipe, _, _ = load_run(run_dir, data_dir)
+        module = scaled_module(pipe)
+    else:
+        module = _untrained_module(spec, samples.X)
+    X = samples.X
     one = raw_windows(X[[len(X) - 1]])
     batch = raw_windows(X[np.arange(len(X) - 256, len(X))])
     tmp = Path(tempfile.mkdtemp(prefix="cbi-bench-"))
@@ -285,6 +303,8 @@ def bench_serving(spec, samples, quick: bool) -> dict:
     try:
         export_onnx(module, torch.from_numpy(one), tmp / "m.onnx")
         paths["onnxruntime"] = load_exported(tmp / "m.onnx")
+        export_onnx_int8(module, torch.from_numpy(one), tmp / "m.int8.onnx")
+        paths["onnxruntime_int8"] = load_exported(tmp / "m.int8.onnx")
     except Exception as exc:  # onnxruntime missing or export failure: report, go on
         print(f"onnx: {exc}")
     try:
@@ -453,13 +473,11 @@ def walk_forward_fits(spec, samples) -> list[int]:
 
 
 def extrapolate_design(spec, samples, samples_per_s: float) -> dict:
-    """Training-time estimate of `cbi-run specs/zl_1m.yaml` from measured samples/s."""
-    from cbi_toolkit.walkforward import walk_forward
-
-    folds = walk_forward(spec, len(samples), samples.dates).folds(len(samples))
-    vf = spec.training.valid_fraction
-    per_epoch = [int(len(f.train) * (1 - vf)) - spec.max_horizon for f in folds] + \
-        [int(len(samples) * (1 - vf)) - spec.max_horizon]
+    """Training-time estimate of `cbi-run specs/zl_1m.yaml` from measured samples/s, one
+    process (each epoch trains every ``training.stride``-th origin)."""
+    vf, stride = spec.training.valid_fraction, spec.training.stride
+    per_epoch = [(int(n * (1 - vf)) - spec.max_horizon) // stride
+                 for n in walk_forward_fits(spec, samples)]
     total = sum(per_epoch)
     out = {"train_samples_per_epoch_all_fits": total, "samples_per_s": samples_per_s}
     for epochs in (spec.training.max_epochs, 30):
@@ -507,6 +525,10 @@ def main(argv=None) -> int:
     ap.add_argument("--peers", metavar="PYTHON",
                     help="(g) also run bench/peers_speed.py with this interpreter (a venv with "
                          "bench/peers-requirements.txt and the toolkit; docs/performance.md)")
+    ap.add_argument("--serving-run", metavar="RUN",
+                    help="(c) time the serving paths on this saved run's trained model (a "
+                         "design-size runs/<run_id>), so the differences from eager are real; "
+                         "default: untrained design-size weights")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for the toolkit, serving and runs (default 1; training "
                          "is also measured with every other count up to the core count)")
@@ -534,7 +556,7 @@ def main(argv=None) -> int:
                 ["variant", "samples/s", "toolkit/plain", "load1"]))
 
     print("\n(c) serving, design size, one origin")
-    sv = bench_serving(design, lab_design, args.quick)
+    sv = bench_serving(design, lab_design, args.quick, args.serving_run, args.data_dir)
     details["serving_design"] = sv
     print(table([[k, v["p50_ms"], v["p95_ms"], v["batch256_samples_per_s"],
                   f"{v['max_abs_diff_vs_eager_fp32']:.1e}"] for k, v in sv.items() if isinstance(v, dict)],

@@ -1,7 +1,8 @@
 """Forecasting from a saved run with the fastest model it has.
 
 `serving_model(run_dir, pipe)` picks an exported ONNX model when onnxruntime is
-installed, else TorchScript, else ExecuTorch (the slowest here: its LSTM loop runs
+installed (the int8 one first, if it was exported: ``cbi-export --format onnx-int8``),
+else TorchScript, else ExecuTorch (the slowest here: its LSTM loop runs
 outside XNNPACK), else the eager network under ``torch.inference_mode``.
 The exported graph (`ScaledForecastNet`) holds the fitted scaler and the network:
 its input is raw feature windows ``[batch, window, n_features]`` (float32), its outputs
@@ -26,9 +27,11 @@ from cbi_toolkit.features.windows import as_windows
 log = logging.getLogger(__name__)
 
 EXPORT_DIR = "export"
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.pt", "executorch": "model.pte"}
-SERVING_ORDER = ("onnx", "torchscript", "executorch")  # fastest first (docs/performance.md)
-RUNTIMES = {"onnx": "onnxruntime", "executorch": "executorch.runtime"}
+FORMATS = {"onnx": "model.onnx", "onnx-int8": "model.int8.onnx", "torchscript": "model.pt",
+           "executorch": "model.pte"}
+# fastest first (docs/performance.md); int8 is there only if someone exported it
+SERVING_ORDER = ("onnx-int8", "onnx", "torchscript", "executorch")
+RUNTIMES = {"onnx": "onnxruntime", "onnx-int8": "onnxruntime", "executorch": "executorch.runtime"}
 INFO_FILE = "export.json"
 
 
@@ -127,7 +130,8 @@ def eager_callable(module: nn.Module, bf16: bool = False):
 class ServingModel:
     """``predict_dist(X) -> (mu, sigma)`` through the fastest available path.
 
-    ``kind`` is ``onnx``, ``torchscript``, ``executorch``, ``eager`` or ``eager_bf16``.
+    ``kind`` is ``onnx-int8``, ``onnx``, ``torchscript``, ``executorch``, ``eager`` or
+    ``eager_bf16``.
     """
 
     def __init__(self, fn, kind: str):
@@ -149,8 +153,8 @@ def _runtime_available(fmt: str) -> bool:
 
 
 def serving_model(run_dir: str | Path, pipe) -> ServingModel:
-    """The fastest way to forecast from a run: its exported ONNX model (with
-    onnxruntime), else its TorchScript file, else its ExecuTorch program, else the
+    """The fastest way to forecast from a run: its exported int8 ONNX model, else its
+    fp32 one (with onnxruntime), else its TorchScript file, else its ExecuTorch program, else the
     eager net in inference mode.
 
     A model trained in bf16 on the CPU is served eagerly under bf16 autocast:

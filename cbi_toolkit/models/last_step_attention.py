@@ -37,3 +37,11 @@ def attend_last(mha: nn.MultiheadAttention, query: torch.Tensor, h: torch.Tensor
     values = torch.einsum("bne,nde->bnd", summed, w_v.view(heads, head_dim, embed))
     values = values + b_v.view(heads, head_dim) * weights.sum(-1, keepdim=True)
     return mha.out_proj(values.reshape(batch, 1, embed))
+
+
+def attend(attention: nn.Module, query: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """`attend_last` for an ``nn.MultiheadAttention``; any other attention module swapped in
+    (the ONNX export's `LastQueryAttention`) is called as ``attention(query, h, h)[0]``."""
+    if isinstance(attention, nn.MultiheadAttention):
+        return attend_last(attention, query, h)
+    return attention(query, h, h)[0]
