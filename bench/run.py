@@ -18,6 +18,9 @@ that load from other processes hits them alike:
 (d) wall time of a full `cbi-run` of specs/zl_1m_quick.yaml (subprocess) and an
     extrapolation for specs/zl_1m.yaml from the measured training speed;
 (e) peak RSS of this process and of the cbi-run child;
+(g) with ``--peers PYTHON``: bench/peers_speed.py run by that interpreter (the peers'
+    own environment, bench/peers-requirements.txt): the toolkit's training speed against
+    neuralforecast's LSTM at the quick and the design size, merged under details.peers;
 plus end-of-training validation loss fp32 vs bf16 (real data) and walk-forward
 metrics of cold refits vs warm start vs refit_every=2.
 
@@ -483,6 +486,22 @@ def extrapolate_design(spec, samples, samples_per_s: float) -> dict:
 
 
 # ---------------------------------------------------------------------------
+# (g) against the peers, in their own environment
+
+def bench_peers(python: str, quick: bool, data_dir: str | None) -> dict:
+    """Run bench/peers_speed.py with ``python`` (its table goes to our stderr) and return
+    its JSON; a failure is reported in the result, not raised."""
+    cmd = [python, str(ROOT / "bench" / "peers_speed.py")] + (["--quick"] if quick else [])
+    if data_dir:
+        cmd += ["--data-dir", data_dir]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False, cwd=ROOT, env=env)
+    if proc.returncode != 0:
+        return {"cmd": " ".join(cmd), "exit_code": proc.returncode}
+    return json.loads(proc.stdout)
+
+
+# ---------------------------------------------------------------------------
 
 def table(rows: list[list], head: list[str]) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
@@ -503,6 +522,9 @@ def main(argv=None) -> int:
                          "3 seeds each, side by side (~15 min more)")
     ap.add_argument("--design-seeds", type=int, default=3,
                     help="(f) seeds of the design fold, each path (default 3)")
+    ap.add_argument("--peers", metavar="PYTHON",
+                    help="(g) also run bench/peers_speed.py with this interpreter (a venv with "
+                         "bench/peers-requirements.txt and the toolkit; docs/performance.md)")
     ap.add_argument("--serving-run", metavar="RUN",
                     help="(c) time the serving paths on this saved run's trained model (a "
                          "design-size runs/<run_id>), so the differences from eager are real; "
@@ -584,6 +606,10 @@ def main(argv=None) -> int:
         details["design"] = {"fold": fold, "run": run, "fits_train_origins": fits,
                              "old_path_run_estimate_s": round(old_s, 1)}
         design_speedup = round(old_s / design_wall, 2) if design_wall else None
+
+    if args.peers:
+        print("\n(g) against the peers: neuralforecast's LSTM, same steps, fp32, 1 thread")
+        details["peers"] = bench_peers(args.peers, args.quick, args.data_dir)
 
     serve_paths = {k: v for k, v in sv.items() if isinstance(v, dict)}
     fastest = min(serve_paths, key=lambda k: serve_paths[k]["p50_ms"])

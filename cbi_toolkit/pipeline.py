@@ -66,6 +66,8 @@ def regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,
     threads = getattr(training_cfg, "threads", None)
     if threads is not None:
         params["threads"] = threads
+    if getattr(training_cfg, "bptt_steps", None) is not None:
+        params["module__bptt_steps"] = int(training_cfg.bptt_steps)
     if n_horizons is not None:
         params["module__n_horizons"] = int(n_horizons)
     params.update(overrides)

@@ -91,6 +91,10 @@ class TrainingConfig(_Strict):
                               description="plateau schedule: warm-up length in optimizer steps")
     stride: int = Field(1, gt=0, le=252, description="each epoch trains on every k-th training "
                         "origin from a random phase; the validation tail stays whole")
+    bptt_steps: int | None = Field(
+        None, gt=0, le=25_200, description="truncated backpropagation through time: gradients "
+        "flow through the last k steps of each window only (the forward pass still reads the "
+        "whole window); none: the whole window")
     valid_fraction: float = Field(0.1, gt=0, lt=0.5)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "fp32"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cbi_toolkit.models.last_step_attention import attend_last
 from cbi_toolkit.models.network import ForecastNet
 
 
@@ -34,6 +35,27 @@ def test_last_step_query_equals_full_self_attention():
         full, _ = net.attention(h, h, h, need_weights=False)
         expected = net.attn_norm(h + full)[:, -1]
         assert torch.allclose(net.encode(x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_folded_attention_equals_multihead_attention_and_its_gradients(training):
+    """`attend_last` is nn.MultiheadAttention of one query, with the same dropout draws
+    for the same seed (so training follows today's path) and the same gradients."""
+    torch.manual_seed(0)
+    mha = torch.nn.MultiheadAttention(16, 4, dropout=0.3, batch_first=True).train(training)
+    h = torch.randn(3, 12, 16, requires_grad=True)
+    torch.manual_seed(1)
+    ref = mha(h[:, -1:], h, h, need_weights=False)[0]
+    ref_grads = torch.autograd.grad(ref.square().sum(), [h, mha.in_proj_weight, mha.in_proj_bias])
+    torch.manual_seed(1)
+    out = attend_last(mha, h[:, -1:], h)
+    grads = torch.autograd.grad(out.square().sum(), [h, mha.in_proj_weight, mha.in_proj_bias])
+    assert out.shape == ref.shape == (3, 1, 16)
+    assert torch.allclose(out, ref, atol=1e-6)
+    for g, r in zip(grads[:2], ref_grads[:2], strict=True):
+        assert torch.allclose(g, r, atol=1e-5)
+    # the key bias cancels in the softmax: its gradient is zero in both
+    assert torch.allclose(grads[2], ref_grads[2], atol=1e-5)
 
 
 def test_target_stats_map_outputs_to_target_units():

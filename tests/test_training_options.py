@@ -123,3 +123,69 @@ def test_spec_keys_reach_the_regressor(specs_dir):
                      ("training.n_jobs", 0)):
         with pytest.raises(CbiError, match=key.split(".")[1]):
             load_spec(specs_dir / "zl_1m_quick.yaml", overrides={key: bad})
+
+
+def _twins(bptt_steps):
+    """Two nets with the same weights, the second truncating backprop; no dropout, so a
+    training-mode forward pass is deterministic."""
+    from cbi_toolkit.models.network import ForecastNet
+
+    torch.manual_seed(0)
+    full = ForecastNet(3, 1, hidden_dim=8, num_layers=2, num_heads=2, dropout=0.0)
+    cut = ForecastNet(3, 1, hidden_dim=8, num_layers=2, num_heads=2, dropout=0.0,
+                      bptt_steps=bptt_steps)
+    cut.load_state_dict(full.state_dict())
+    return full, cut
+
+
+def test_bptt_keeps_the_forward_pass_and_cuts_gradients_before_the_last_k_steps(scaled):
+    X, y = scaled
+    x = torch.from_numpy(X[np.arange(8)].gather().astype(np.float32)[..., :3])  # [8, 20, 3]
+    full, cut = _twins(bptt_steps=5)
+    grads = {}
+    for name, net in (("full", full), ("cut", cut)):
+        xi = x.clone().requires_grad_(True)
+        mu, sigma = net.train()(xi)
+        (mu.sum() + sigma.sum()).backward()
+        grads[name] = (mu.detach(), xi.grad, net.lstm.weight_hh_l0.grad.clone())
+    # the state handed over from step 15 makes the outputs those of the whole window
+    assert torch.allclose(grads["cut"][0], grads["full"][0], atol=1e-6)
+    # gradients reach the last 5 steps only, and change the weights' gradient
+    assert (grads["cut"][1][:, :15] == 0).all() and (grads["cut"][1][:, 15:] != 0).any()
+    assert (grads["full"][1][:, :15] != 0).any()
+    assert not torch.allclose(grads["cut"][2], grads["full"][2])
+    # prediction (eval) is the whole window's either way
+    with torch.no_grad():
+        assert torch.equal(full.eval()(x)[0], cut.eval()(x)[0])
+
+
+def test_bptt_over_the_whole_window_is_full_backprop(scaled):
+    X, _ = scaled
+    x = torch.from_numpy(X[np.arange(4)].gather().astype(np.float32)[..., :3])
+    full, cut = _twins(bptt_steps=20)  # = the window
+    for net in (full, cut):
+        net.train()(x)[0].sum().backward()
+    assert torch.equal(full.lstm.weight_ih_l0.grad, cut.lstm.weight_ih_l0.grad)
+
+
+def test_bptt_steps_reach_the_module_and_are_checked(specs_dir, scaled):
+    X, y = scaled
+    spec = load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"training.bptt_steps": 5})
+    net = build_pipeline(spec)[-1]
+    assert net.get_params()["module__bptt_steps"] == 5
+    reg = ForecastRegressor(**TINY, max_epochs=1, module__bptt_steps=5).fit(X, y)
+    assert reg.module_.bptt_steps == 5 and np.isfinite(reg.predict(X)).all()
+    default = build_pipeline(load_spec(specs_dir / "zl_1m_quick.yaml"))[-1]
+    assert "module__bptt_steps" not in default.get_params()  # the whole window by default
+    with pytest.raises(CbiError, match="bptt_steps"):
+        load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"training.bptt_steps": 0})
+
+
+def test_bptt_steps_are_refused_for_the_pooled_net(specs_dir):
+    from cbi_toolkit.models.global_regressor import pooled_regressor_from_spec
+
+    spec = load_spec(specs_dir / "soy_complex_1m_quick.yaml", overrides={"training.bptt_steps": 5})
+    with pytest.raises(CbiError, match="bptt_steps"):
+        pooled_regressor_from_spec(spec.model, spec.training)
+    plain = load_spec(specs_dir / "soy_complex_1m_quick.yaml")
+    assert "module__bptt_steps" not in pooled_regressor_from_spec(plain.model, plain.training).get_params()

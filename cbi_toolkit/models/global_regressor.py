@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from skorch import NeuralNetRegressor
 
+from cbi_toolkit.errors import SpecError
 from cbi_toolkit.features.pooled import PooledWindows, as_pooled
 from cbi_toolkit.models.batching import WindowBatches, WindowDataset
 from cbi_toolkit.models.checks import check_inputs, check_targets
@@ -111,6 +112,9 @@ def pooled_regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None =
     """A `GlobalForecastRegressor` with the spec's model and training settings."""
     from cbi_toolkit.pipeline import regressor_from_spec
 
+    if getattr(training_cfg, "bptt_steps", None) is not None:
+        raise SpecError("training.bptt_steps: the pooled net trains through the whole window; "
+                        "remove bptt_steps from this spec")
     params = regressor_from_spec(model_cfg, training_cfg, n_horizons, valid_gap,
                                  **overrides).get_params(deep=False)
     return GlobalForecastRegressor(**{**params, "module": GlobalForecastNet})

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from cbi_toolkit.models.last_step_attention import attend
+
 SIGMA_EPS = 1e-4  # floor of sigma, in standardised target units
 
 
@@ -23,13 +25,16 @@ class ForecastNet(nn.Module):
     Only the last time step feeds the heads, so the attention block computes
     the query of that step alone (against keys and values of every step): the
     result equals full self-attention followed by taking the last step, at
-    ``O(window)`` instead of ``O(window^2)`` cost.
+    ``O(window)`` instead of ``O(window^2)`` cost, and `attend_last` folds the key
+    and value projections into that one query instead of projecting every step.
     """
 
     def __init__(self, n_features: int, n_horizons: int, hidden_dim: int = 256,
                  num_layers: int = 3, num_heads: int = 8, dropout: float = 0.1,
-                 attention: bool = True):
+                 attention: bool = True, bptt_steps: int | None = None):
         super().__init__()
+        if bptt_steps is not None and bptt_steps < 1:
+            raise ValueError(f"bptt_steps must be positive or None, got {bptt_steps}")
         if n_features < 1 or n_horizons < 1:
             raise ValueError(f"n_features ({n_features}) and n_horizons ({n_horizons}) "
                              "must be positive")
@@ -37,6 +42,7 @@ class ForecastNet(nn.Module):
             raise ValueError(f"hidden_dim ({hidden_dim}) must be a multiple of "
                              f"num_heads ({num_heads})")
         self.n_features, self.n_horizons = n_features, n_horizons
+        self.bptt_steps = bptt_steps
         self.input_proj = nn.Sequential(
             nn.Linear(n_features, hidden_dim),
             nn.LayerNorm(hidden_dim),
@@ -77,13 +83,28 @@ class ForecastNet(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """The representation of the last time step, ``[B, hidden_dim]``."""
-        h = self.input_proj(x)
-        h, _ = self.lstm(h)
+        h = self.sequence(x)
         last = h[:, -1:, :]
         if self.attention is not None:
-            attended, _ = self.attention(last, h, h, need_weights=False)
+            attended = attend(self.attention, last, h)
             last = self.attn_norm(last + self.attn_dropout(attended))
         return last[:, 0, :]
+
+    def sequence(self, x: torch.Tensor) -> torch.Tensor:
+        """The LSTM's output at every step, ``[B, window, hidden_dim]``.
+
+        With ``bptt_steps`` k while training (truncated backpropagation through time), the
+        steps before the last k run without gradients and hand their state on to the last
+        k: the outputs are those of the whole window, but gradients reach only the last k
+        steps, so the backward pass (two thirds of a step) costs k / window of the full one.
+        """
+        k = self.bptt_steps
+        if not (self.training and k and k < x.shape[1] and torch.is_grad_enabled()):
+            return self.lstm(self.input_proj(x))[0]
+        with torch.no_grad():
+            head, state = self.lstm(self.input_proj(x[:, :-k]))
+        tail, _ = self.lstm(self.input_proj(x[:, -k:]), state)
+        return torch.cat([head, tail], dim=1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.ndim != 3 or x.shape[-1] != self.n_features:
