@@ -55,24 +55,9 @@ DEFAULT_ATOL = 1e-4
 # ---------------------------------------------------------------------------
 # writing
 
-def _with_plain_attention(module: nn.Module) -> nn.Module:
-    """A copy whose attention keeps its projections as constant linears (`LastQueryAttention`):
-    same outputs, and a quantiser can take those matmuls too."""
-    import copy
-
-    from cbi_toolkit.models.last_query_attention import LastQueryAttention
-
-    if getattr(module.net, "attention", None) is None:
-        return module
-    module = copy.deepcopy(module).eval()
-    module.net.attention = LastQueryAttention(module.net.attention)
-    return module
-
-
 def export_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> Path:
     """ONNX with a dynamic batch axis (opset 17, the TorchScript-based exporter,
     which handles LSTM as one ONNX ``LSTM`` node)."""
-    module = _with_plain_attention(module)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), dynamo=False, opset_version=17,

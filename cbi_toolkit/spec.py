@@ -427,11 +427,14 @@ NOT_FINGERPRINTED: dict[str, Any] = {"sink": True, "runs_dir": True, "descriptio
 def spec_fingerprint(spec: Spec, exclude: set[str] | dict[str, Any] | None = None) -> str:
     """sha256 (hex) of the resolved spec less ``exclude`` (pydantic's exclude: a set of
     sections or a nested mapping; default `NOT_FINGERPRINTED`): the one fingerprint of a
-    spec (a run's model version, a search variant's hash, the search's sample groups)."""
+    spec (a run's model version, a search variant's hash, the search's sample groups).
+
+    Keys left at their defaults are not part of it, so a release that adds a spec key
+    leaves the fingerprints of existing specs, and so their saved runs, valid."""
     from cbi_toolkit.storage import json_sha256
 
     exclude = NOT_FINGERPRINTED if exclude is None else exclude
-    return json_sha256(json.loads(spec.model_dump_json(exclude=exclude)))
+    return json_sha256(json.loads(spec.model_dump_json(exclude=exclude, exclude_defaults=True)))
 
 
 def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Spec:

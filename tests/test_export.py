@@ -101,8 +101,8 @@ def test_int8_export_quantises_the_lstm_and_linears_and_is_served_first(pipe, sa
     assert info["file"] == "model.int8.onnx" and info["atol"] == 1e-2
     ops = [node.op_type for node in onnx.load(tmp_path / "export" / "model.int8.onnx").graph.node]
     assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
-    # input projection, attention q/k/v/out and the two heads' layers: every weight matmul
-    assert ops.count("MatMulInteger") >= 1 + 4 + 4
+    # the input projection, the attention's output and the two heads' layers
+    assert ops.count("MatMulInteger") >= 1 + 1 + 4
     served = serving_model(tmp_path, pipe)
     assert served.kind == "onnx-int8"
     mu, sigma = served.predict_dist(samples.X[-12:])
@@ -114,21 +114,6 @@ def test_int8_export_quantises_the_lstm_and_linears_and_is_served_first(pipe, sa
     with pytest.raises(CbiError, match="differ from the eager model"):
         export_pipeline(pipe, "onnx-int8", tmp_path / "export", windows, atol=1e-12)
     assert serving_model(tmp_path, pipe).kind == "onnx"
-
-
-def test_last_query_attention_equals_multihead_attention():
-    from cbi_toolkit.models.last_query_attention import LastQueryAttention
-
-    torch.manual_seed(0)
-    mha = torch.nn.MultiheadAttention(8, 2, batch_first=True).eval()
-    h = torch.randn(3, 11, 8)
-    with torch.no_grad():
-        ref, _ = mha(h[:, -1:], h, h, need_weights=False)
-        got, none = LastQueryAttention(mha)(h[:, -1:], h, h)
-    assert none is None
-    torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-5)
-    with pytest.raises(ValueError, match="batch-first"):
-        LastQueryAttention(torch.nn.MultiheadAttention(8, 2))
 
 
 def test_scan_lstm_equals_the_lstm():

@@ -165,3 +165,23 @@ def test_every_spec_key_is_documented(specs_dir):
     for model in (Spec, FileSource, DuckDBSinkConfig):
         visit(model)
     assert not missing, f"undocumented spec keys in docs/spec.md: {missing}"
+
+
+def test_fingerprint_ignores_keys_left_at_their_defaults(specs_dir):
+    """A release that adds a spec key must not orphan the runs saved before it: the same
+    spec with a key spelt out at its default has the same fingerprint, another value not."""
+    from cbi_toolkit.spec import Spec, spec_fingerprint
+
+    class NextReleaseSpec(Spec):  # the same schema plus a key with a default
+        new_key: int = 7
+
+    base = load_spec(specs_dir / "zl_1m_quick.yaml")
+    newer = NextReleaseSpec.model_validate(base.model_dump())
+    assert newer.new_key == 7 and spec_fingerprint(newer) == spec_fingerprint(base)
+    spelt_out = load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"training.stride": 1})
+    assert spec_fingerprint(spelt_out) == spec_fingerprint(base)
+    changed = load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"training.stride": 2})
+    assert spec_fingerprint(changed) != spec_fingerprint(base)
+    # where a run writes is not part of it either
+    moved = load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"runs_dir": "elsewhere"})
+    assert spec_fingerprint(moved) == spec_fingerprint(base)

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from cbi_toolkit.models.last_step_attention import attend
+from cbi_toolkit.models.last_step_attention import attend_last
 from cbi_toolkit.models.network import SIGMA_EPS
 
 
@@ -90,7 +90,7 @@ class GlobalForecastNet(nn.Module):
         h, _ = self.lstm(h)
         last = h[:, -1:, :]
         if self.attention is not None:
-            attended = attend(self.attention, last, h)
+            attended = attend_last(self.attention, last, h)
             last = self.attn_norm(last + self.dropout(attended))
         z = last.reshape(b, c, -1)
         if self.cross is not None:

@@ -10,7 +10,8 @@ this is ``2 * heads * hidden`` multiply-adds instead of ``2 * hidden^2``: traini
 1.07-1.12x faster at the quick size (hidden 64), 1.01-1.02x at the design size, where the
 LSTM is 87% of a step (docs/performance.md). The parameters are the module's own
 (``in_proj_weight`` etc.), so saved weights load unchanged; the result equals the module's
-to floating-point rounding.
+to floating-point rounding. The exported ONNX graph keeps this form too: a tenth of the
+projections' cost, so an int8 export need not quantise them (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -38,10 +39,3 @@ def attend_last(mha: nn.MultiheadAttention, query: torch.Tensor, h: torch.Tensor
     values = values + b_v.view(heads, head_dim) * weights.sum(-1, keepdim=True)
     return mha.out_proj(values.reshape(batch, 1, embed))
 
-
-def attend(attention: nn.Module, query: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-    """`attend_last` for an ``nn.MultiheadAttention``; any other attention module swapped in
-    (the ONNX export's `LastQueryAttention`) is called as ``attention(query, h, h)[0]``."""
-    if isinstance(attention, nn.MultiheadAttention):
-        return attend_last(attention, query, h)
-    return attention(query, h, h)[0]

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-from cbi_toolkit.models.last_step_attention import attend
+from cbi_toolkit.models.last_step_attention import attend_last
 
 SIGMA_EPS = 1e-4  # floor of sigma, in standardised target units
 
@@ -86,7 +86,7 @@ class ForecastNet(nn.Module):
         h = self.sequence(x)
         last = h[:, -1:, :]
         if self.attention is not None:
-            attended = attend(self.attention, last, h)
+            attended = attend_last(self.attention, last, h)
             last = self.attn_norm(last + self.attn_dropout(attended))
         return last[:, 0, :]
 

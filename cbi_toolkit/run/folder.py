@@ -131,8 +131,9 @@ def read_invocation(path: Path, spec: Spec) -> dict:
         raise ArtifactError(f"{file}: its checksum differs from its content (edited); pass "
                             "--sink to say where to write, or restore it")
     if doc.get("spec") not in (None, spec_digest(spec)):
-        raise ArtifactError(f"{path / 'spec.yaml'}: changed since the run started (its digest "
-                            f"differs from {file}); restore it or start a new run")
+        raise ArtifactError(f"{path / 'spec.yaml'}: changed since the run started, or the run "
+                            f"was made by a cbi_toolkit from before 2026-12-02 (its digest differs "
+                            f"from {file}); restore it, or start a new run")
     return doc
 
 
