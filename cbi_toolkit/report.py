@@ -67,10 +67,20 @@ def plot_coverage(summary: pd.DataFrame, path: Path, model: str = "model") -> Pa
     return path
 
 
+def fan_history(history: pd.Series, forecasts: pd.DataFrame, years: float = 2) -> pd.Series:
+    """The prices a fan chart shows: four times the furthest horizon's span back from the
+    origin, at least six months and at most ``years`` (a 1w band is invisible beside two
+    years of prices)."""
+    origin = pd.Timestamp(forecasts["origin_date"].max())
+    span = pd.to_datetime(forecasts["target_date"]).max() - origin
+    back = min(max(4 * span, pd.Timedelta(days=183)), pd.Timedelta(days=round(365.25 * years)))
+    return history[history.index > history.index[-1] - back]
+
+
 def plot_fan(history: pd.Series, forecasts: pd.DataFrame, path: Path, years: float = 2) -> Path:
-    """The newest forecast as a fan over the last ``years`` of prices: the predicted price at
-    each horizon's target date (exchange calendar) with its 80% and 95% bands."""
-    history = history[history.index > history.index[-1] - pd.DateOffset(years=years)]
+    """The newest forecast as a fan over the recent prices (`fan_history`): the predicted
+    price at each horizon's target date (exchange calendar) with its 80% and 95% bands."""
+    history = fan_history(history, forecasts, years)
     fc = forecasts.sort_values("target_date")
     origin = pd.Timestamp(fc["origin_date"].iloc[0])
     price = float(history.iloc[-1])

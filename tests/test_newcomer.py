@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from cbi_toolkit.cli import main
-from cbi_toolkit.report import skill_per_fold
+from cbi_toolkit.report import fan_history, skill_per_fold
 from cbi_toolkit.sinks.duckdb import DuckDBSink
 from cbi_toolkit.trading_calendar import is_session, target_date
 
@@ -80,6 +80,24 @@ def logged_run(tmp_path_factory, data_dir):
     text = log.read_text()
     assert done.returncode == 0, text[-2000:]
     return tmp, next((tmp / "runs").iterdir()), text
+
+
+def test_fan_chart_history_scales_with_the_furthest_horizon(data_dir):
+    prices = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv", index_col="date",
+                         parse_dates=True)["close"]
+    origin = prices.index[-1]
+
+    def shown(*targets: str) -> pd.Timedelta:
+        fc = pd.DataFrame({"origin_date": origin, "target_date": pd.to_datetime(list(targets))})
+        kept = fan_history(prices, fc)
+        assert kept.index[-1] == origin
+        return origin - kept.index[0]
+
+    one_week = shown("2024-01-08")
+    assert pd.Timedelta(days=150) < one_week <= pd.Timedelta(days=183)  # the six-month floor
+    three_months = shown("2024-01-08", "2024-03-28")
+    assert pd.Timedelta(days=330) < three_months <= pd.Timedelta(days=4 * 90)
+    assert shown("2024-12-27") <= pd.Timedelta(days=731)  # capped at two years
 
 
 def test_log_file_is_plain_text_with_progress_and_next_steps(logged_run):
