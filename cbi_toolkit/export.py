@@ -75,12 +75,12 @@ def export_onnx_int8(module: nn.Module, example: torch.Tensor, path: Path) -> Pa
 
     fp32 = path.with_name(path.stem + ".fp32-tmp.onnx")
     export_onnx(module, example, fp32)
-    quiet = logging.getLogger().level
-    logging.getLogger().setLevel(logging.ERROR)  # its "consider pre-processing" advice
+    root_level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # quiets its "consider pre-processing" advice
     try:
         quantize_dynamic(fp32, path, weight_type=QuantType.QInt8)
     finally:
-        logging.getLogger().setLevel(quiet)
+        logging.getLogger().setLevel(root_level)
         fp32.unlink(missing_ok=True)
     return path
 
