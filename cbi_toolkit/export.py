@@ -126,10 +126,6 @@ EXPORTERS = {"onnx": export_onnx, "onnx-int8": export_onnx_int8,
 FORMAT_ATOL = {"onnx-int8": 1e-2}
 
 
-def default_atol(fmt: str) -> float:
-    return FORMAT_ATOL.get(fmt, DEFAULT_ATOL)
-
-
 def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
                     atol: float | None = None) -> dict:
     """Export ``pipe`` into ``out_dir`` and check it against the eager model.
@@ -137,11 +133,11 @@ def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
     ``check_windows`` are raw windows ``[n, window, F]`` (n >= 2, so the dynamic
     batch axis is exercised with a batch size other than the example's).
     Returns the info written to ``export.json`` (``max_abs_diff`` included);
-    raises `ArtifactError` when the difference exceeds ``atol`` (default: `default_atol`).
+    raises `ArtifactError` when the difference exceeds ``atol`` (default: `FORMAT_ATOL`, else `DEFAULT_ATOL`).
     """
     if fmt not in FORMATS:
         raise CbiError(f"unknown export format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    atol = default_atol(fmt) if atol is None else atol
+    atol = FORMAT_ATOL.get(fmt, DEFAULT_ATOL) if atol is None else atol
     out_dir.mkdir(parents=True, exist_ok=True)
     module = scaled_module(pipe)
     example = torch.from_numpy(check_windows[:1])
