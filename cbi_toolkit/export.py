@@ -110,7 +110,8 @@ def export_executorch(module: nn.Module, example: torch.Tensor, path: Path) -> P
     from cbi_toolkit.models.scan_lstm import ScanLSTM
 
     module = copy.deepcopy(module).eval()
-    module.net.lstm = ScanLSTM(module.net.lstm)
+    for net in [m for m in module.modules() if isinstance(getattr(m, "lstm", None), nn.LSTM)]:
+        net.lstm = ScanLSTM(net.lstm)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         program = torch.export.export(module, (example[:1].clone(),))

@@ -9,6 +9,7 @@ from sklearn.pipeline import Pipeline
 
 from cbi_toolkit.features.windows import WindowScaler
 from cbi_toolkit.models.baselines import BASELINES
+from cbi_toolkit.models.ensemble import EnsembleNet
 from cbi_toolkit.models.regressor import ForecastRegressor
 from cbi_toolkit.spec import Spec
 
@@ -70,6 +71,8 @@ def regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None = None,
         params["module__bptt_steps"] = int(training_cfg.bptt_steps)
     if n_horizons is not None:
         params["module__n_horizons"] = int(n_horizons)
+    if getattr(model_cfg, "ensemble", 1) > 1:
+        params.update(module=EnsembleNet, module__members=int(model_cfg.ensemble))
     params.update(overrides)
     return ForecastRegressor(**params)
 

@@ -52,8 +52,7 @@ class ScaledForecastNet(nn.Module):
         x = (windows - self.feat_mean) / self.feat_scale
         if self.clip > 0:
             x = torch.clamp(x, -self.clip, self.clip)
-        h = self.net.encode(x)
-        return self.net.heads(h)
+        return self.net(x)
 
 
 def scaled_module(pipe) -> ScaledForecastNet:

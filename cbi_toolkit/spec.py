@@ -54,16 +54,19 @@ class ModelConfig(_Strict):
     num_heads: int = Field(8, gt=0, le=64)
     dropout: float = Field(0.1, ge=0, lt=1)
     attention: bool = True
+    ensemble: int = Field(
+        1, ge=1, le=16, description="independently initialised nets trained side by side on the "
+        "same batches and averaged (mean; the mixture's sigma); k costs k times the training")
     loss: LossWeights = LossWeights()
 
     @model_validator(mode="after")
     def _bounded_size(self) -> ModelConfig:
         # an LSTM layer holds about 8 * hidden^2 weights; Adam keeps two more copies
-        weights = 8 * self.hidden_dim ** 2 * self.num_layers
+        weights = 8 * self.hidden_dim ** 2 * self.num_layers * self.ensemble
         if weights > MAX_WEIGHTS:
-            raise ValueError(f"hidden_dim {self.hidden_dim} x num_layers {self.num_layers} is "
-                             f"about {weights / 1e6:.0f} M weights (at most "
-                             f"{MAX_WEIGHTS / 1e6:.0f} M); use a smaller net")
+            raise ValueError(f"hidden_dim {self.hidden_dim} x num_layers {self.num_layers} "
+                             f"x ensemble {self.ensemble} is about {weights / 1e6:.0f} M weights "
+                             f"(at most {MAX_WEIGHTS / 1e6:.0f} M); use a smaller net")
         return self
 
     @model_validator(mode="after")

@@ -115,6 +115,9 @@ def pooled_regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None =
     if getattr(training_cfg, "bptt_steps", None) is not None:
         raise SpecError("training.bptt_steps: the pooled net trains through the whole window; "
                         "remove bptt_steps from this spec")
+    if getattr(model_cfg, "ensemble", 1) > 1:
+        raise SpecError("model.ensemble: the pooled net is a single net; remove ensemble "
+                        "from this spec")
     params = regressor_from_spec(model_cfg, training_cfg, n_horizons, valid_gap,
                                  **overrides).get_params(deep=False)
     return GlobalForecastRegressor(**{**params, "module": GlobalForecastNet})

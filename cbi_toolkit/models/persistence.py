@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from cbi_toolkit.errors import ArtifactError
+from cbi_toolkit.models.ensemble import EnsembleNet
 from cbi_toolkit.models.global_network import GlobalForecastNet
 from cbi_toolkit.models.global_regressor import GlobalForecastRegressor
 from cbi_toolkit.models.network import ForecastNet
@@ -25,6 +26,8 @@ FORMAT_VERSION = 1
 #: sizes they take from the data at fit time (`ForecastRegressor._sizes_from_data`)
 _CLASSES = {"ForecastRegressor": (ForecastRegressor, ForecastNet),
             "GlobalForecastRegressor": (GlobalForecastRegressor, GlobalForecastNet)}
+#: other networks a regressor may hold, by the ``module`` recorded
+_MODULES = {"EnsembleNet": EnsembleNet}
 
 
 _NOT_SAVED = {"_params_to_validate", "module", "criterion", "optimizer", "iterator_train", "iterator_valid",
@@ -54,10 +57,11 @@ def save_regressor(reg: ForecastRegressor, directory: str | Path) -> Path:
     if not getattr(reg, "initialized_", False) or not hasattr(reg, "module_"):
         raise ArtifactError("the regressor is not fitted; fit it before saving")
     name = type(reg).__name__
-    if (name not in _CLASSES or reg.module is not _CLASSES[name][1]
+    if (name not in _CLASSES or reg.module not in (_CLASSES[name][1], *_MODULES.values())
             or reg.train_split not in ("tail", None)):
-        raise ArtifactError("only ForecastRegressor with ForecastNet (or GlobalForecastRegressor "
-                            "with GlobalForecastNet) and the default train_split can be saved")
+        raise ArtifactError("only ForecastRegressor with ForecastNet or EnsembleNet (or "
+                            "GlobalForecastRegressor with GlobalForecastNet) and the default "
+                            "train_split can be saved")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in reg.module_.state_dict().items()}
@@ -66,6 +70,7 @@ def save_regressor(reg: ForecastRegressor, directory: str | Path) -> Path:
     meta = {
         "format": FORMAT_VERSION,
         "class": name,
+        **({"module": reg.module.__name__} if reg.module in _MODULES.values() else {}),
         "params": _json_params(reg),
         "train_split": reg.train_split,
         **{attr.rstrip("_"): int(getattr(reg, attr))
@@ -105,6 +110,10 @@ def load_regressor(directory: str | Path, device: str | None = None) -> Forecast
     if device is not None:
         params["device"] = device
     cls, module = _CLASSES[meta["class"]]
+    if "module" in meta:
+        if meta["module"] not in _MODULES:
+            raise ArtifactError(f"{config}: unknown network {meta['module']!r}")
+        module = _MODULES[meta["module"]]
     reg = cls(module=module, train_split=meta.get("train_split", "tail"), **params)
     for _, attr in reg._sizes_from_data:
         setattr(reg, attr, int(meta[attr.rstrip("_")]))

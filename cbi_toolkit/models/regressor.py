@@ -246,14 +246,17 @@ class ForecastRegressor(NeuralNetRegressor):
             loss.backward()
         self.notify("on_grad_computed", named_parameters=list(self.get_all_learnable_params()),
                     batch=batch, training=True)
-        if self.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.grad_clip)
+        if self.grad_clip:  # each member of an ensemble as if it trained alone
+            for net in getattr(self.module_, "members", [self.module_]):
+                torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
         if scaler is not None:
             scaler.step(self.optimizer_)
             scaler.update()
         else:
             self.optimizer_.step()
-        return {"loss": loss.detach(), "y_pred": y_pred}
+        # an ensemble's loss is its members' sum (`EnsembleNet`); the log shows their mean
+        members = len(getattr(self.module_, "members", ())) or 1
+        return {"loss": loss.detach() / members, "y_pred": y_pred}
 
     def _grad_scaler(self):
         if self.precision_ != "fp16":
