@@ -8,9 +8,9 @@ While training, ``forward`` returns every member's output stacked, ``(mu, sigma)
 [k, B, H]``; `GaussianForecastLoss` broadcasts the targets over the members and sums
 their losses, so each member gets the gradient it would get alone (the regressor clips
 each member's gradients separately). The members differ in initialisation and dropout;
-they see the same batches; the logged training loss is their mean. In eval mode (validation, early stopping, prediction, export)
-it returns the ensemble's forecast: the members' mean ``mu`` and the mixture's sigma,
-``sqrt(mean(sigma_i^2) + var(mu_i))``.
+they see the same batches; the logged training loss is their mean. In eval mode
+(validation, early stopping, prediction, export) it returns the ensemble's forecast:
+the members' mean ``mu`` and the mixture's sigma, ``sqrt(mean(sigma_i^2) + var(mu_i))``.
 """
 
 from __future__ import annotations
