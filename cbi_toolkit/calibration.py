@@ -201,22 +201,38 @@ def fit_before(res: Residuals, start: int, halflife: float | None,
 
 
 @dataclass(frozen=True)
+class RollingCalibration:
+    """A fold's calibration refitted inside the fold: per origin (in the fold's order), the
+    variance scale and conformal scales fitted at the start of its block of ``every``
+    sessions on the residuals realised by then. Read like a `Calibration` by
+    `cbi_toolkit.evaluation.calibrated`."""
+
+    variance_scale: np.ndarray
+    conformal: dict[float, np.ndarray]
+    n: np.ndarray
+
+
+@dataclass(frozen=True)
 class CalibrationPolicy:
     """How folds are calibrated: ``mode`` fixed (the selection folds) or online (everything
-    realised before the fold), and the recency half-life per horizon (None: equal weights)."""
+    realised before the fold), the recency half-life per horizon (None: equal weights), and
+    ``every``: online, also recalibrate every that many sessions inside a fold."""
 
     mode: str = FIXED
     halflife: dict[str, float | None] = field(default_factory=dict)
+    every: int | None = None
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "halflife": dict(self.halflife)}
+        return {"mode": self.mode, "halflife": dict(self.halflife), "every": self.every}
 
     def describe(self) -> str:
         if self.mode != ONLINE:
             return "calibration: fixed, fitted on the selection folds"
         lives = ", ".join(f"{h} {'equal weights' if v is None else f'{v} sessions'}"
                           for h, v in self.halflife.items())
-        return ("calibration: online, refitted every fold on the residuals realised before it; "
+        when = ("every fold" if self.every is None
+                else f"every fold and every {self.every} sessions inside it")
+        return (f"calibration: online, refitted {when} on the residuals realised before; "
                 f"recency half-life (chosen on the selection folds): {lives}")
 
 
@@ -237,10 +253,27 @@ def calibration_for(preds: list[FoldPrediction], model: str, horizon: str, fold:
     if res is None:
         return None
     start = int(res.realised.max()) + 1 if fold is None else fold_starts(preds, origins)[fold]
-    keep = (None if policy.mode == ONLINE
-            else np.isin(res.fold, sorted(calibration_folds(preds, fold))))
-    return fit_before(res, start, policy.halflife.get(horizon) if policy.mode == ONLINE else None,
-                      keep)
+    if policy.mode != ONLINE:
+        return fit_before(res, start, None, np.isin(res.fold, sorted(calibration_folds(preds, fold))))
+    halflife = policy.halflife.get(horizon)
+    if fold is None or policy.every is None:
+        return fit_before(res, start, halflife)
+    return rolling_before(res, res.pos[res.fold == fold], start, policy.every, halflife)
+
+
+def rolling_before(res: Residuals, pos: np.ndarray, start: int, every: int,
+                   halflife: float | None) -> RollingCalibration | None:
+    """The calibration of origins at positions ``pos`` (one fold, from ``start``), refitted
+    every ``every`` sessions on the residuals realised before each block's first session;
+    None when nothing is realised before ``start``."""
+    block = start + (pos - start) // every * every
+    fitted = {int(b): fit_before(res, int(b), halflife) for b in np.unique(block)}
+    if fitted[int(block.min())] is None:
+        return None
+    cals = [fitted[int(b)] for b in block]
+    return RollingCalibration(np.array([c.variance_scale for c in cals]),
+                              {lv: np.array([c.conformal[lv] for c in cals]) for lv in LEVELS},
+                              np.array([c.n for c in cals]))
 
 
 def block_coverage(res: Residuals, block: int, halflife: float | None, first: int | None = None,

@@ -41,7 +41,7 @@ def calibrated(pred: FoldPrediction, cal) -> dict[str, np.ndarray]:
     for level in LEVELS:
         pct = int(round(level * 100))
         scale = (cal.conformal if cal is not None else {}).get(level)
-        if scale is not None and np.isfinite(scale):
+        if scale is not None and np.all(np.isfinite(scale)):
             out[f"lo_{pct}"], out[f"hi_{pct}"] = interval(pred.mu, c * pred.sigma, level, scale)
         else:
             out[f"lo_{pct}"] = out[f"hi_{pct}"] = np.full(len(pred.y), np.nan)

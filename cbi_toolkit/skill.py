@@ -137,13 +137,13 @@ def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.Date
     if cfg.mode != ONLINE:
         return CalibrationPolicy(cfg.mode), None
     if cfg.halflife != "auto":
-        return CalibrationPolicy(ONLINE, {h: cfg.halflife for h in spec.horizons}), None
-    block = spec.validation.test_size or DEFAULT_TEST_SIZE
+        return CalibrationPolicy(ONLINE, {h: cfg.halflife for h in spec.horizons}, cfg.every), None
+    block = cfg.every or spec.validation.test_size or DEFAULT_TEST_SIZE
     chosen, errors = {}, {}
     for h in spec.horizons:
         res = residuals(preds, MODEL, h, origins)
         chosen[h], errors[h] = choose_halflife(res, block) if res is not None else (None, {})
-    return CalibrationPolicy(ONLINE, chosen), errors
+    return CalibrationPolicy(ONLINE, chosen, cfg.every), errors
 
 
 def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]],

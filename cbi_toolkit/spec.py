@@ -147,6 +147,10 @@ class CalibrationConfig(_Strict):
         "auto", description="online only: recency half-life of the residuals' weights, in "
                             "sessions; auto: chosen per horizon on the selection folds; null: "
                             "every residual weighs the same")
+    every: int | None = Field(
+        None, description="online only: recalibrate every this many sessions inside a fold, "
+                          "on the residuals realised by then (the model is still refitted once "
+                          "a fold); null: once, at the fold's first origin")
 
     @field_validator("halflife")
     @classmethod
@@ -155,10 +159,20 @@ class CalibrationConfig(_Strict):
             raise ValueError("halflife is a number of sessions from 1 to 25200, 'auto' or null")
         return halflife
 
+    @field_validator("every")
+    @classmethod
+    def _positive_every(cls, every: int | None) -> int | None:
+        if every is not None and not 1 <= every <= 2520:
+            raise ValueError("every is a number of sessions from 1 to 2520, or null")
+        return every
+
     @model_validator(mode="after")
-    def _halflife_is_online(self) -> CalibrationConfig:
+    def _online_only(self) -> CalibrationConfig:
         if self.mode == "fixed" and "halflife" in self.model_fields_set and self.halflife != "auto":
             raise ValueError("halflife weighs the residuals of the online calibration; with "
+                             "mode: fixed remove it (or set mode: online)")
+        if self.mode == "fixed" and self.every is not None:
+            raise ValueError("every recalibrates the online calibration inside a fold; with "
                              "mode: fixed remove it (or set mode: online)")
         return self
 

@@ -26,6 +26,26 @@ def specs_dir() -> Path:
     return SPECS
 
 
+@pytest.fixture(scope="session")
+def tiny_spec():
+    """`zl_1m_quick` with 20-session windows, for tiny nets."""
+    from cbi_toolkit.spec import load_spec
+
+    return load_spec(SPECS / "zl_1m_quick.yaml", overrides={"window": 20})
+
+
+@pytest.fixture(scope="session")
+def tiny_samples(tiny_spec, data_dir):
+    """The last 300 labelled real ZL windows of `tiny_spec`."""
+    import numpy as np
+
+    from cbi_toolkit.dataset import load_samples
+    from cbi_toolkit.sources.base import SourceContext
+
+    _, samples = load_samples(tiny_spec, SourceContext(data_dir=data_dir))
+    return samples.subset(np.flatnonzero(samples.labelled)[-300:])
+
+
 # -- live sources: a local HTTP server stands in for the providers ---------------
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from cbi_toolkit.calibration import (
     fit_combination,
     weighted_conformal_scale,
 )
-from cbi_toolkit.evaluation import calibrations
+from cbi_toolkit.errors import SpecError
+from cbi_toolkit.evaluation import calibrated, calibrations
 from cbi_toolkit.metrics import FoldPrediction, conformal_scale
 from cbi_toolkit.skill import calibration_policy, score_predictions
 from cbi_toolkit.spec import load_spec
@@ -207,3 +208,39 @@ def test_scored_folds_and_shipped_model_use_the_online_calibration(zl):
         assert result.calibrations[(MODEL, "1m", fold)] == by_hand(fold * 250)
     assert result.shipped().calibrations["1m"] == by_hand(pos.max() + H + 1)
     assert set(result.calibration_all()) == {f"{m}/1m" for m in (MODEL, NET, VOL)}
+
+
+def test_rolling_calibration_refits_inside_a_fold_on_realised_residuals(zl):
+    preds, origins = fold_preds(zl, ROLES), zl.index
+    every, start = 63, 4 * 250
+    rolling = CalibrationPolicy(ONLINE, {"1m": None}, every)
+    cal = calibration_for(preds, VOL, "1m", 4, origins, rolling)
+    once = calibration_for(preds, VOL, "1m", 4, origins, CalibrationPolicy(ONLINE, {"1m": None}))
+    blocks = start + np.arange(250) // every * every
+    # each origin's calibration is the one fitted at its block's first session
+    assert cal.n.tolist() == (blocks - H).tolist()
+    assert cal.variance_scale[0] == once.variance_scale
+    assert cal.conformal[0.8][0] == once.conformal[0.8]
+    last = blocks[-1]
+    vol = [p for p in preds if p.model == VOL]
+    y, mu, sigma = (np.concatenate([getattr(p, a) for p in vol]) for a in ("y", "mu", "sigma"))
+    by_hand = fit_calibration(y[:last - H], mu[:last - H], sigma[:last - H])
+    assert cal.variance_scale[-1] == by_hand.variance_scale
+    assert cal.conformal[0.95][-1] == by_hand.conformal[0.95]
+    # outcomes not realised before the last block's start leave it as it is
+    unrealised = _swap_y(preds, lambda p, pos: pos + H >= last, zl)
+    swapped = calibration_for(unrealised, VOL, "1m", 4, origins, rolling)
+    assert swapped.variance_scale[-1] == cal.variance_scale[-1]
+    just_realised = _swap_y(preds, lambda p, pos: pos + H == last - 1, zl)
+    moved = calibration_for(just_realised, VOL, "1m", 4, origins, rolling)
+    assert moved.variance_scale[-1] != cal.variance_scale[-1]  # the last realised one counts
+    assert moved.variance_scale[0] == cal.variance_scale[0]  # not yet realised at the fold start
+    # the fold's bands follow the per-origin scales
+    fold4 = next(p for p in vol if p.fold == 4)
+    bands = calibrated(fold4, cal)
+    np.testing.assert_allclose(bands["hi_80"], cal.conformal[0.8] * cal.variance_scale * fold4.sigma)
+
+
+def test_rolling_calibration_is_online_only():
+    with pytest.raises(SpecError, match="every recalibrates the online calibration"):
+        load_spec(SPEC, {"forecast.calibration.mode": "fixed", "forecast.calibration.every": 21})

@@ -13,7 +13,6 @@ import torch
 from sklearn.pipeline import Pipeline
 
 from cbi_toolkit import backtest as backtest_mod
-from cbi_toolkit.dataset import load_samples
 from cbi_toolkit.errors import CbiError
 from cbi_toolkit.export import (
     FORMATS,
@@ -27,75 +26,62 @@ from cbi_toolkit.models.device import cpu_supports_bf16, resolve_precision
 from cbi_toolkit.models.regressor import ForecastRegressor
 from cbi_toolkit.pipeline import predict_dist
 from cbi_toolkit.serving import serving_model
-from cbi_toolkit.sources.base import SourceContext
-from cbi_toolkit.spec import load_spec
 
 TINY = dict(module__hidden_dim=8, module__num_layers=1, module__num_heads=2,
             batch_size=64, max_epochs=2, device="cpu", verbose=0)
 
 
 @pytest.fixture(scope="module")
-def spec(specs_dir):
-    return load_spec(specs_dir / "zl_1m_quick.yaml", overrides={"window": 20})
-
-
-@pytest.fixture(scope="module")
-def samples(spec, data_dir):
-    _, samples = load_samples(spec, SourceContext(data_dir=data_dir))
-    return samples.subset(np.flatnonzero(samples.labelled)[-300:])
-
-
-@pytest.fixture(scope="module")
-def pipe(samples):
+def pipe(tiny_samples):
     net = ForecastRegressor(**TINY, seed=3)
-    return Pipeline([("scale", WindowScaler()), ("net", net)]).fit(samples.X, samples.y)
+    return Pipeline([("scale", WindowScaler()), ("net", net)]).fit(tiny_samples.X, tiny_samples.y)
 
 
 @pytest.mark.parametrize("fmt", sorted(set(FORMATS) - {"onnx-int8"}))  # int8: its own test
-def test_export_round_trip_matches_eager(pipe, samples, tmp_path, fmt):
-    windows = raw_windows(samples.X[-17:])  # a batch size other than the export example's
+def test_export_round_trip_matches_eager(pipe, tiny_samples, tmp_path, fmt):
+    windows = raw_windows(tiny_samples.X[-17:])  # a batch size other than the export example's
     info = export_pipeline(pipe, fmt, tmp_path, windows, atol=1e-4)
     assert (tmp_path / FORMATS[fmt]).is_file()
     assert 0 <= info["max_abs_diff"] <= 1e-4 and info["checked_samples"] == 17
     assert json.loads((tmp_path / "export.json").read_text())[fmt]["window"] == 20
     # the exported graph (scaler + net) gives the pipeline's own predictions
-    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-5:])
-    mu, sigma = load_exported(tmp_path / FORMATS[fmt])(raw_windows(samples.X[-5:]))
+    mu_ref, sigma_ref = predict_dist(pipe, tiny_samples.X[-5:])
+    mu, sigma = load_exported(tmp_path / FORMATS[fmt])(raw_windows(tiny_samples.X[-5:]))
     np.testing.assert_allclose(mu, mu_ref, atol=1e-4)
     np.testing.assert_allclose(sigma, sigma_ref, atol=1e-4)
 
 
-def test_serving_model_prefers_a_checked_export(pipe, samples, tmp_path):
+def test_serving_model_prefers_a_checked_export(pipe, tiny_samples, tmp_path):
     eager = serving_model(tmp_path, pipe)
     assert eager.kind == "eager"
-    export_pipeline(pipe, "torchscript", tmp_path / "export", raw_windows(samples.X[-8:]))
+    export_pipeline(pipe, "torchscript", tmp_path / "export", raw_windows(tiny_samples.X[-8:]))
     served = serving_model(tmp_path, pipe)
     assert served.kind == "torchscript"
-    mu, sigma = served.predict_dist(samples.X[-3:])
-    mu_ref, sigma_ref = eager.predict_dist(samples.X[-3:])
+    mu, sigma = served.predict_dist(tiny_samples.X[-3:])
+    mu_ref, sigma_ref = eager.predict_dist(tiny_samples.X[-3:])
     np.testing.assert_allclose(mu, mu_ref, atol=1e-5)
     np.testing.assert_allclose(sigma, sigma_ref, atol=1e-5)
 
 
-def test_executorch_export_is_served_window_by_window(pipe, samples, tmp_path):
-    info = export_pipeline(pipe, "executorch", tmp_path / "export", raw_windows(samples.X[-6:]))
+def test_executorch_export_is_served_window_by_window(pipe, tiny_samples, tmp_path):
+    info = export_pipeline(pipe, "executorch", tmp_path / "export", raw_windows(tiny_samples.X[-6:]))
     assert info["batch"] == 1 and info["file"] == "model.pte"
     served = serving_model(tmp_path, pipe)  # the only export there
     assert served.kind == "executorch"
-    mu, sigma = served.predict_dist(samples.X[-3:])
-    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-3:])
+    mu, sigma = served.predict_dist(tiny_samples.X[-3:])
+    mu_ref, sigma_ref = predict_dist(pipe, tiny_samples.X[-3:])
     assert mu.shape == mu_ref.shape == (3, mu_ref.shape[1])
     np.testing.assert_allclose(mu, mu_ref, atol=1e-5)
     np.testing.assert_allclose(sigma, sigma_ref, atol=1e-5)
     # a faster checked export, once there, is preferred
-    export_pipeline(pipe, "torchscript", tmp_path / "export", raw_windows(samples.X[-6:]))
+    export_pipeline(pipe, "torchscript", tmp_path / "export", raw_windows(tiny_samples.X[-6:]))
     assert serving_model(tmp_path, pipe).kind == "torchscript"
 
 
-def test_int8_export_quantises_the_lstm_and_linears_and_is_served_first(pipe, samples, tmp_path):
+def test_int8_export_quantises_the_lstm_and_linears_and_is_served_first(pipe, tiny_samples, tmp_path):
     import onnx
 
-    windows = raw_windows(samples.X[-12:])
+    windows = raw_windows(tiny_samples.X[-12:])
     export_pipeline(pipe, "onnx", tmp_path / "export", windows)
     info = export_pipeline(pipe, "onnx-int8", tmp_path / "export", windows)
     assert info["file"] == "model.int8.onnx" and info["atol"] == 1e-2
@@ -105,8 +91,8 @@ def test_int8_export_quantises_the_lstm_and_linears_and_is_served_first(pipe, sa
     assert ops.count("MatMulInteger") >= 1 + 1 + 4
     served = serving_model(tmp_path, pipe)
     assert served.kind == "onnx-int8"
-    mu, sigma = served.predict_dist(samples.X[-12:])
-    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-12:])
+    mu, sigma = served.predict_dist(tiny_samples.X[-12:])
+    mu_ref, sigma_ref = predict_dist(pipe, tiny_samples.X[-12:])
     diff = max(np.abs(mu - mu_ref).max(), np.abs(sigma - sigma_ref).max())
     assert diff == pytest.approx(info["max_abs_diff"], rel=1e-5, abs=1e-9)
     assert diff <= 1e-2 and info["max_diff_in_sigmas"] < 0.2
@@ -130,42 +116,42 @@ def test_scan_lstm_equals_the_lstm():
         ScanLSTM(torch.nn.LSTM(5, 6, bidirectional=True))
 
 
-def test_export_refuses_unknown_format(pipe, samples, tmp_path):
+def test_export_refuses_unknown_format(pipe, tiny_samples, tmp_path):
     with pytest.raises(CbiError, match="unknown export format"):
-        export_pipeline(pipe, "tflite", tmp_path, raw_windows(samples.X[-2:]))
+        export_pipeline(pipe, "tflite", tmp_path, raw_windows(tiny_samples.X[-2:]))
 
 
-def test_scaled_module_is_the_pipeline(pipe, samples):
-    mu_ref, _ = predict_dist(pipe, samples.X[-4:])
+def test_scaled_module_is_the_pipeline(pipe, tiny_samples):
+    mu_ref, _ = predict_dist(pipe, tiny_samples.X[-4:])
     with torch.inference_mode():
-        mu, _ = scaled_module(pipe)(torch.from_numpy(raw_windows(samples.X[-4:])))
+        mu, _ = scaled_module(pipe)(torch.from_numpy(raw_windows(tiny_samples.X[-4:])))
     np.testing.assert_allclose(mu.numpy(), mu_ref, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
 # warm start and refit_every in the walk-forward loop
 
-def _fold_spec(spec, **validation):
+def _fold_spec(tiny_spec, **validation):
     """Three small folds, fitted in this process (the tests watch the fits)."""
-    return spec.model_copy(update={
-        "validation": spec.validation.model_copy(update={
+    return tiny_spec.model_copy(update={
+        "validation": tiny_spec.validation.model_copy(update={
             "n_splits": 3, "test_size": 40, "test_start": None, "stride": 1, **validation}),
-        "training": spec.training.model_copy(update={"n_jobs": 1})})
+        "training": tiny_spec.training.model_copy(update={"n_jobs": 1})})
 
 
-def test_warm_start_from_copies_weights(pipe, samples):
+def test_warm_start_from_copies_weights(pipe, tiny_samples):
     net = ForecastRegressor(**TINY, seed=9)
     net.warm_start_from(pipe[-1], max_epochs=1)
     assert net.warm_start and net.max_epochs == 1
     for a, b in zip(net.module_.state_dict().values(), pipe[-1].module_.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(a, b)
-    X = WindowScaler().fit_transform(samples.X)
-    net.fit(X, samples.y)  # continues from the copied weights
+    X = WindowScaler().fit_transform(tiny_samples.X)
+    net.fit(X, tiny_samples.y)  # continues from the copied weights
     assert len(net.history) == 1
 
 
-def test_warm_start_fold_starts_from_previous_fold(spec, samples, monkeypatch):
+def test_warm_start_fold_starts_from_previous_fold(tiny_spec, tiny_samples, monkeypatch):
     starts = []
     original = ForecastRegressor.warm_start_from
 
@@ -190,7 +176,7 @@ def test_warm_start_fold_starts_from_previous_fold(spec, samples, monkeypatch):
     monkeypatch.setattr(Pipeline, "fit", counting_fit)
     net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
     preds, seconds, _ = backtest_mod.backtest(
-        _fold_spec(spec, warm_start=True, warm_epochs=1), samples, {"model": net})
+        _fold_spec(tiny_spec, warm_start=True, warm_epochs=1), tiny_samples, {"model": net})
     assert len(fits) == 3 and len(starts) == 2
     # fold 2 started from fold 1's final weights
     first_fold_state = fold_nets[0].module_.state_dict()
@@ -200,7 +186,7 @@ def test_warm_start_fold_starts_from_previous_fold(spec, samples, monkeypatch):
     assert all(np.isfinite(p.mu).all() for p in preds)
 
 
-def test_refit_every_fits_fewer_times(spec, samples, monkeypatch):
+def test_refit_every_fits_fewer_times(tiny_spec, tiny_samples, monkeypatch):
     fits = []
     real_fit = Pipeline.fit
 
@@ -210,7 +196,7 @@ def test_refit_every_fits_fewer_times(spec, samples, monkeypatch):
 
     monkeypatch.setattr(Pipeline, "fit", counting_fit)
     net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
-    preds, seconds, _ = backtest_mod.backtest(_fold_spec(spec, refit_every=2), samples,
+    preds, seconds, _ = backtest_mod.backtest(_fold_spec(tiny_spec, refit_every=2), tiny_samples,
                                            {"model": net})
     assert len(fits) == 2  # folds 0 and 2 of 3
     assert seconds["model"][1] == 0.0 and len(seconds["model"]) == 3
@@ -219,20 +205,20 @@ def test_refit_every_fits_fewer_times(spec, samples, monkeypatch):
     assert all(np.isfinite(p.mu).all() and (p.sigma > 0).all() for p in preds)
 
 
-def test_validation_keys_default_to_cold_refits(spec):
-    assert spec.validation.warm_start is False and spec.validation.refit_every == 1
-    assert spec.validation.warm_epochs is None
+def test_validation_keys_default_to_cold_refits(tiny_spec):
+    assert tiny_spec.validation.warm_start is False and tiny_spec.validation.refit_every == 1
+    assert tiny_spec.validation.warm_epochs is None
 
 
 # ---------------------------------------------------------------------------
 # precision
 
 @pytest.mark.parametrize("precision", ["auto", "fp32", "bf16"])
-def test_precision_option_gives_finite_predictions(samples, precision):
+def test_precision_option_gives_finite_predictions(tiny_samples, precision):
     if precision == "bf16" and not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
-    X = WindowScaler().fit_transform(samples.X)
-    reg = ForecastRegressor(**{**TINY, "max_epochs": 1}, precision=precision).fit(X, samples.y)
+    X = WindowScaler().fit_transform(tiny_samples.X)
+    reg = ForecastRegressor(**{**TINY, "max_epochs": 1}, precision=precision).fit(X, tiny_samples.y)
     expected = resolve_precision(precision, torch.device("cpu"))
     assert reg.precision_ == expected
     assert expected in ("fp32", "bf16")
@@ -248,7 +234,7 @@ def test_auto_precision_on_cpu_follows_native_bf16():
 # ---------------------------------------------------------------------------
 # threads
 
-def test_threads_setting_is_applied_during_fit_and_restored(samples, monkeypatch):
+def test_threads_setting_is_applied_during_fit_and_restored(tiny_samples, monkeypatch):
     from cbi_toolkit.models import device
 
     seen = []
@@ -260,8 +246,8 @@ def test_threads_setting_is_applied_during_fit_and_restored(samples, monkeypatch
         return real(self, *a, **kw)
 
     monkeypatch.setattr(ForecastRegressor, "partial_fit", spy)
-    X = WindowScaler().fit_transform(samples.X)
-    ForecastRegressor(**{**TINY, "max_epochs": 1}, threads=1).fit(X, samples.y)
+    X = WindowScaler().fit_transform(tiny_samples.X)
+    ForecastRegressor(**{**TINY, "max_epochs": 1}, threads=1).fit(X, tiny_samples.y)
     assert seen == [1] and torch.get_num_threads() == saved
     assert 1 <= device.resolve_threads("auto") <= (os.cpu_count() or 1)
     assert device.resolve_threads(None) is None
@@ -269,35 +255,35 @@ def test_threads_setting_is_applied_during_fit_and_restored(samples, monkeypatch
         device.resolve_threads(0)
 
 
-def test_spec_threads_reaches_the_regressor(spec):
+def test_spec_threads_reaches_the_regressor(tiny_spec):
     from cbi_toolkit.pipeline import build_pipeline
 
-    s = spec.model_copy(update={"training": spec.training.model_copy(update={"threads": "auto"})})
+    s = tiny_spec.model_copy(update={"training": tiny_spec.training.model_copy(update={"threads": "auto"})})
     assert build_pipeline(s, verbose=0)[-1].threads == "auto"
-    assert build_pipeline(spec, verbose=0)[-1].threads is None
+    assert build_pipeline(tiny_spec, verbose=0)[-1].threads is None
 
 
-def test_bf16_model_is_served_as_it_forecast(samples, tmp_path):
+def test_bf16_model_is_served_as_it_forecast(tiny_samples, tmp_path):
     if not cpu_supports_bf16():
         pytest.skip("this CPU has no native bf16")
     net = ForecastRegressor(**{**TINY, "max_epochs": 1}, precision="bf16")
-    pipe = Pipeline([("scale", WindowScaler()), ("net", net)]).fit(samples.X, samples.y)
+    pipe = Pipeline([("scale", WindowScaler()), ("net", net)]).fit(tiny_samples.X, tiny_samples.y)
     served = serving_model(tmp_path, pipe)
     assert served.kind == "eager_bf16"
-    mu, sigma = served.predict_dist(samples.X[-4:])
-    mu_ref, sigma_ref = predict_dist(pipe, samples.X[-4:])
+    mu, sigma = served.predict_dist(tiny_samples.X[-4:])
+    mu_ref, sigma_ref = predict_dist(pipe, tiny_samples.X[-4:])
     np.testing.assert_allclose(mu, mu_ref, atol=1e-6)
     np.testing.assert_allclose(sigma, sigma_ref, atol=1e-6)
 
 
-def test_cbi_export_cli_on_a_saved_run(pipe, spec, samples, data_dir, tmp_path, capsys):
+def test_cbi_export_cli_on_a_saved_run(pipe, tiny_spec, tiny_samples, data_dir, tmp_path, capsys):
     from cbi_toolkit.artifacts import save_pipeline
     from cbi_toolkit.export import main
 
     run = tmp_path / "run"
     run.mkdir()
-    (run / "spec.yaml").write_text(spec.to_yaml())
-    save_pipeline(pipe, run / "model", meta={"feature_names": samples.feature_names})
+    (run / "spec.yaml").write_text(tiny_spec.to_yaml())
+    save_pipeline(pipe, run / "model", meta={"feature_names": tiny_samples.feature_names})
     assert main([str(run), "--format", "torchscript", "--data-dir", str(data_dir)]) == 0
     assert "max |exported - eager|" in capsys.readouterr().out
     info = json.loads((run / "export" / "export.json").read_text())["torchscript"]
@@ -306,7 +292,7 @@ def test_cbi_export_cli_on_a_saved_run(pipe, spec, samples, data_dir, tmp_path, 
     assert main([str(tmp_path / "missing"), "--data-dir", str(data_dir)]) == 2
 
 
-def test_warm_start_with_fold_checkpoints(spec, samples, tmp_path, monkeypatch):
+def test_warm_start_with_fold_checkpoints(tiny_spec, tiny_samples, tmp_path, monkeypatch):
     starts = []
     original = ForecastRegressor.warm_start_from
 
@@ -316,12 +302,12 @@ def test_warm_start_with_fold_checkpoints(spec, samples, tmp_path, monkeypatch):
 
     monkeypatch.setattr(ForecastRegressor, "warm_start_from", spy)
     net = Pipeline([("scale", WindowScaler()), ("net", ForecastRegressor(**TINY))])
-    s = _fold_spec(spec, warm_start=True, warm_epochs=1)
-    preds, _, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
+    s = _fold_spec(tiny_spec, warm_start=True, warm_epochs=1)
+    preds, _, _ = backtest_mod.backtest(s, tiny_samples, {"model": net}, checkpoint_dir=tmp_path)
     assert len(starts) == 2 and all(np.isfinite(p.mu).all() for p in preds)
     # fold checkpoints do not hold the weights a warm start chains on: a resumed
     # warm-started backtest refits from fold 0 and gives the same predictions
-    again, _, _ = backtest_mod.backtest(s, samples, {"model": net}, checkpoint_dir=tmp_path)
+    again, _, _ = backtest_mod.backtest(s, tiny_samples, {"model": net}, checkpoint_dir=tmp_path)
     assert len(starts) == 4
     for a, b in zip(preds, again, strict=True):
         np.testing.assert_allclose(a.mu, b.mu)
