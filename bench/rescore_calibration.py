@@ -6,8 +6,8 @@ root: ``python bench/rescore_calibration.py RUN_DIR [RUN_DIR ...] [--data-dir DI
 prints per horizon and model the conformal coverage, CRPS against the volatility band,
 MASE and the DM p against the random walk, under fixed and under online calibration
 (half-life chosen on the selection folds), and the selection folds' coverage error of
-every half-life tried. ``--every N [N ...]`` adds online calibrations refitted every N
-sessions inside each fold (`forecast.calibration.every`). ``--json PATH`` writes the rows.
+every half-life tried. ``--variant every=5,adapt=auto`` (repeatable) adds an online
+calibration with those `forecast.calibration` keys. ``--json PATH`` writes the rows.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ COLUMNS = ["conformal_coverage_80", "conformal_coverage_95", "crps_rel_vol", "cr
            "dm_p_abs"]
 
 
-def rescore(run_dir: Path, data_dir: str | None, every: tuple[int, ...] = ()
+def rescore(run_dir: Path, data_dir: str | None, variants: tuple[str, ...] = ()
             ) -> tuple[pd.DataFrame, dict]:
     spec = load_spec(run_dir / "spec.yaml")
     oos = pd.read_csv(run_dir / "oos_predictions.csv", parse_dates=["origin_date"],
@@ -55,24 +55,37 @@ def rescore(run_dir: Path, data_dir: str | None, every: tuple[int, ...] = ()
     _, samples = prepare(spec, data_dir)
     origins = labelled_samples(samples).dates
     tables, chosen = [], {}
-    modes = [("fixed", None), ("online", None), *(("online", n) for n in every)]
-    for mode, n in modes:
+    base = {"every": None, "adapt": 0.0}
+    modes = [("fixed", {"mode": "fixed"} | base), ("online", {"mode": "online"} | base),
+             *((v, {"mode": "online"} | base | parse_variant(v)) for v in variants)]
+    for name, keys in modes:
+        cfg = spec.forecast.calibration.model_validate(
+            spec.forecast.calibration.model_dump() | keys)
         variant = spec.model_copy(update={"forecast": spec.forecast.model_copy(update={
-            "calibration": spec.forecast.calibration.model_copy(update={"mode": mode,
-                                                                        "every": n})})})
+            "calibration": cfg})})
         result = score_predictions(variant, preds, seconds, origins)
         t = result.summary[["horizon", "model", "n", *COLUMNS]].copy()
-        t.insert(0, "mode", mode if n is None else f"{mode}/{n}")
+        t.insert(0, "mode", name)
         tables.append(t)
-        if n is not None:
-            chosen[f"every {n}"] = {"halflife": result.policy.halflife,
-                                    "errors": result.halflife_errors}
-        if mode == "online" and n is None:
+        if name in variants:
+            chosen[name] = {"halflife": result.policy.halflife, "adapt": result.policy.adapt,
+                            "errors": result.halflife_errors}
+        if name == "online":
             chosen |= {"halflife": result.policy.halflife, "errors": result.halflife_errors,
                       "last_selection_fold": last_fold_evidence(result),
                       "selection": result.selection[["horizon", "model", *COLUMNS[:3]]]
                       .to_dict(orient="records") if result.selection is not None else None}
     return pd.concat(tables), {"spec": spec.name, "folds": k, **chosen}
+
+
+def parse_variant(text: str) -> dict:
+    """``every=5,adapt=auto`` -> {"every": 5, "adapt": "auto"} (numbers as numbers)."""
+    out = {}
+    for item in text.split(","):
+        key, value = item.split("=")
+        out[key] = value if not value.replace(".", "", 1).isdigit() else (
+            float(value) if "." in value else int(value))
+    return out
 
 
 def last_fold_evidence(result) -> dict[str, dict]:
@@ -99,21 +112,21 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--data-dir")
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--every", type=int, nargs="*", default=[],
-                        help="also online, recalibrated every N sessions inside a fold")
+    parser.add_argument("--variant", action="append", default=[],
+                        help="also online with these calibration keys, e.g. every=5,adapt=auto")
     args = parser.parse_args()
     out = []
     for run in args.runs:
-        table, info = rescore(run, args.data_dir, tuple(args.every))
+        table, info = rescore(run, args.data_dir, tuple(args.variant))
         wide = table.pivot_table(index=["horizon", "model"], columns="mode",
                                  values=COLUMNS[:3], sort=False)
         print(f"\n{info['spec']} ({run}, {info['folds']} folds), online half-life per horizon "
               f"(chosen on the selection folds): {info['halflife']}")
         print("selection-fold coverage error per half-life:", json.dumps(info["errors"]))
         print("last selection fold, fixed vs online:", json.dumps(info["last_selection_fold"]))
-        for n in args.every:
-            print(f"every {n}: half-life {info[f'every {n}']['halflife']}, selection-fold "
-                  f"coverage error per half-life {json.dumps(info[f'every {n}']['errors'])}")
+        for v in args.variant:
+            print(f"{v}: half-life {info[v]['halflife']}, adapt {info[v]['adapt']}, "
+                  f"selection-fold coverage errors {json.dumps(info[v]['errors'])}")
         print(wide.round(3).to_string())
         out.append({"run": str(run), **info, "rows": table.to_dict(orient="records")})
     if args.json:
