@@ -6,7 +6,7 @@ root: ``python bench/rescore_calibration.py RUN_DIR [RUN_DIR ...] [--data-dir DI
 prints per horizon and model the conformal coverage, CRPS against the volatility band,
 MASE and the DM p against the random walk, under fixed and under online calibration
 (half-life chosen on the selection folds), and the selection folds' coverage error of
-every half-life tried. ``--variant every=5,adapt=auto`` (repeatable) adds an online
+every half-life tried. ``--variant every=5,halflife=auto`` (repeatable) adds an online
 calibration with those `forecast.calibration` keys. ``--json PATH`` writes the rows.
 """
 
@@ -55,7 +55,7 @@ def rescore(run_dir: Path, data_dir: str | None, variants: tuple[str, ...] = ()
     _, samples = prepare(spec, data_dir)
     origins = labelled_samples(samples).dates
     tables, chosen = [], {}
-    base = {"every": None, "adapt": 0.0}
+    base = {"every": None}
     modes = [("fixed", {"mode": "fixed"} | base), ("online", {"mode": "online"} | base),
              *((v, {"mode": "online"} | base | parse_variant(v)) for v in variants)]
     for name, keys in modes:
@@ -68,8 +68,7 @@ def rescore(run_dir: Path, data_dir: str | None, variants: tuple[str, ...] = ()
         t.insert(0, "mode", name)
         tables.append(t)
         if name in variants:
-            chosen[name] = {"halflife": result.policy.halflife, "adapt": result.policy.adapt,
-                            "errors": result.halflife_errors}
+            chosen[name] = {"halflife": result.policy.halflife, "errors": result.halflife_errors}
         if name == "online":
             chosen |= {"halflife": result.policy.halflife, "errors": result.halflife_errors,
                       "last_selection_fold": last_fold_evidence(result),
@@ -79,7 +78,7 @@ def rescore(run_dir: Path, data_dir: str | None, variants: tuple[str, ...] = ()
 
 
 def parse_variant(text: str) -> dict:
-    """``every=5,adapt=auto`` -> {"every": 5, "adapt": "auto"} (numbers as numbers)."""
+    """``every=5,halflife=auto`` -> {"every": 5, "halflife": "auto"} (numbers as numbers)."""
     out = {}
     for item in text.split(","):
         key, value = item.split("=")
@@ -113,7 +112,7 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--variant", action="append", default=[],
-                        help="also online with these calibration keys, e.g. every=5,adapt=auto")
+                        help="also online with these calibration keys, e.g. every=5")
     args = parser.parse_args()
     out = []
     for run in args.runs:
@@ -125,8 +124,8 @@ def main() -> None:
         print("selection-fold coverage error per half-life:", json.dumps(info["errors"]))
         print("last selection fold, fixed vs online:", json.dumps(info["last_selection_fold"]))
         for v in args.variant:
-            print(f"{v}: half-life {info[v]['halflife']}, adapt {info[v]['adapt']}, "
-                  f"selection-fold coverage errors {json.dumps(info[v]['errors'])}")
+            print(f"{v}: half-life {info[v]['halflife']}, selection-fold coverage error per "
+                  f"half-life {json.dumps(info[v]['errors'])}")
         print(wide.round(3).to_string())
         out.append({"run": str(run), **info, "rows": table.to_dict(orient="records")})
     if args.json:

@@ -10,11 +10,12 @@ from the test span reaches a choice.
   ``|y - mu| / (c * sigma)`` per interval level. Every model, the baselines
   included, is calibrated the same way, so their bands compare fairly.
   ``forecast.calibration.mode: fixed`` fits it on the selection folds once;
-  ``online`` refits it at every fold (each refit of the test span) on every
-  residual realised before the fold's first origin -- selection folds and
-  earlier test folds, a residual of origin t at horizon h counting from t + h
-  on -- optionally weighting recent residuals more (``halflife``, chosen on the
-  selection folds by running the same procedure across them: `choose_halflife`).
+  ``online`` refits it at every fold (each refit of the test span) and every
+  ``every`` sessions inside it on every residual realised by then -- selection
+  folds, earlier test folds and the fold's own earlier origins, a residual of
+  origin t at horizon h counting from t + h on (`online_path`) -- optionally
+  weighting recent residuals more (``halflife``, chosen on the selection folds by
+  running the same procedure across them: `choose_halflife`).
 * `Combination`: the forecast the toolkit ships, ``mu = w * mu_net`` (the
   random walk predicts 0), with ``w`` on a grid in [0, 1] minimising the
   absolute error on the calibration folds -- kept only if that beats the random
@@ -50,9 +51,6 @@ FIXED, ONLINE = "fixed", "online"
 HALFLIVES: tuple[int | None, ...] = (None, 1260, 756, 504, 252, 126)
 #: a calibration needs at least this many residuals (fewer: the block is not scored)
 MIN_RESIDUALS = 30
-#: steps of the adaptive conformal levels `choose_adapt` tries (0: off). A step of 0.01
-#: moves an 80% level 0.008 up per missed band and 0.002 down per hit
-ADAPT_STEPS: tuple[float, ...] = (0.0, 0.002, 0.005, 0.01, 0.02)
 
 
 @dataclass
@@ -107,23 +105,19 @@ def _pooled(preds: list[FoldPrediction], model: str, horizon: str, folds: set[in
 
 
 def fit_calibration(y: np.ndarray, mu: np.ndarray, sigma: np.ndarray,
-                    weights: np.ndarray | None = None,
-                    levels: dict[float, float] | None = None) -> Calibration:
+                    weights: np.ndarray | None = None) -> Calibration:
     """Variance scale and conformal quantiles of ``(y - mu) / sigma``; with ``weights``,
-    the weighted mean square and the weighted (non-exchangeable) conformal quantile;
-    ``levels``: the quantile to take for each nominal level (adapted, `online_path`),
-    kept within [0.5, 1]."""
+    the weighted mean square and the weighted (non-exchangeable) conformal quantile."""
     if not len(y):
         return Calibration()
     z2 = ((y - mu) / sigma) ** 2
     c = float(np.sqrt(np.mean(z2) if weights is None else np.sum(weights * z2) / np.sum(weights)))
     c = c if np.isfinite(c) and c > 0 else 1.0
-    at = {lv: min(max((levels or {}).get(lv, lv), 0.5), 1.0) for lv in LEVELS}
     if weights is None:
-        scales = {lv: conformal_scale(y, mu, c * sigma, at[lv]) for lv in LEVELS}
+        scales = {lv: conformal_scale(y, mu, c * sigma, lv) for lv in LEVELS}
     else:
         scores = np.sqrt(z2) / c
-        scales = {lv: weighted_conformal_scale(scores, weights, at[lv]) for lv in LEVELS}
+        scales = {lv: weighted_conformal_scale(scores, weights, lv) for lv in LEVELS}
     return Calibration(c, scales, len(y))
 
 
@@ -195,8 +189,7 @@ def recency_weights(realised: np.ndarray, now: int, halflife: float | None) -> n
 
 
 def fit_before(res: Residuals, start: int, halflife: float | None,
-               keep: np.ndarray | None = None,
-               levels: dict[float, float] | None = None) -> Calibration | None:
+               keep: np.ndarray | None = None) -> Calibration | None:
     """The calibration an origin at position ``start`` may use: every residual realised
     before it (and in ``keep``), weighted by recency."""
     usable = res.realised < start
@@ -205,19 +198,17 @@ def fit_before(res: Residuals, start: int, halflife: float | None,
     if not usable.any():
         return None
     w = recency_weights(res.realised[usable], start, halflife)
-    return fit_calibration(res.y[usable], res.mu[usable], res.sigma[usable], w, levels)
+    return fit_calibration(res.y[usable], res.mu[usable], res.sigma[usable], w)
 
 
 @dataclass
 class OnlinePath:
     """The online calibration run forward: the calibration fitted at each block start
-    (None before anything was realised), the block of each residual (-1: none), and the
-    conformal levels after the last block (adapted, or the nominal ones)."""
+    (None before anything was realised) and the block of each residual (-1: none)."""
 
     starts: np.ndarray
     calibrations: list[Calibration | None]
     block: np.ndarray
-    levels: dict[float, float]
 
     def of(self, idx: np.ndarray) -> Calibration | RollingCalibration | None:
         """The calibration of residuals ``idx`` (one fold, in its order): one `Calibration`
@@ -233,35 +224,15 @@ class OnlinePath:
                                   np.array([c.n for c in cals]))
 
 
-def online_path(res: Residuals, starts: np.ndarray, halflife: float | None, adapt: float = 0.0,
+def online_path(res: Residuals, starts: np.ndarray, halflife: float | None,
                 keep: np.ndarray | None = None) -> OnlinePath:
     """Calibrate at every block start (sorted positions) on the residuals in ``keep``
-    realised before it; the block's origins use that calibration. With ``adapt`` > 0 the
-    conformal levels also follow the bands' realised hits (adaptive conformal inference,
-    Gibbs & Candes 2021, with delayed feedback): once a band's target is realised, its
-    level moves by ``adapt * (miss - (1 - nominal))``, up on a miss, down a little on a
-    hit, so a band that misses more often than it promised widens until it does not."""
+    realised before it; the block's origins use that calibration."""
     keep = np.ones(len(res.y), bool) if keep is None else keep
     block = np.searchsorted(starts, res.pos, side="right") - 1
     block[~keep] = -1
-    levels = {lv: lv for lv in LEVELS}
-    width = {lv: np.full(len(res.y), np.nan) for lv in LEVELS}
-    fed = np.zeros(len(res.y), bool)
-    dev = np.abs(res.y - res.mu)
-    cals: list[Calibration | None] = []
-    for j, start in enumerate(starts):
-        if adapt:
-            new = ~fed & (res.realised < start) & np.isfinite(width[LEVELS[0]])
-            for lv in LEVELS:
-                levels[lv] += adapt * float(np.sum((dev[new] > width[lv][new]) - (1 - lv)))
-            fed |= new
-        cal = fit_before(res, int(start), halflife, keep, levels)
-        cals.append(cal)
-        if cal is not None:
-            mine = block == j
-            for lv in LEVELS:
-                width[lv][mine] = cal.conformal[lv] * cal.variance_scale * res.sigma[mine]
-    return OnlinePath(np.asarray(starts), cals, block, levels)
+    cals = [fit_before(res, int(start), halflife, keep) for start in starts]
+    return OnlinePath(np.asarray(starts), cals, block)
 
 
 def fold_blocks(res: Residuals, starts: dict[int, int], every: int | None) -> np.ndarray:
@@ -295,11 +266,9 @@ class CalibrationPolicy:
     mode: str = FIXED
     halflife: dict[str, float | None] = field(default_factory=dict)
     every: int | None = None
-    adapt: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"mode": self.mode, "halflife": dict(self.halflife), "every": self.every,
-                "adapt": dict(self.adapt)}
+        return {"mode": self.mode, "halflife": dict(self.halflife), "every": self.every}
 
     def describe(self) -> str:
         if self.mode != ONLINE:
@@ -308,10 +277,8 @@ class CalibrationPolicy:
                           for h, v in self.halflife.items())
         when = ("every fold" if self.every is None
                 else f"every fold and every {self.every} sessions inside it")
-        steps = ", ".join(f"{h} {v:g}" for h, v in self.adapt.items() if v)
-        adapt = f"; adaptive levels, step {steps}" if steps else ""
         return (f"calibration: online, refitted {when} on the residuals realised before; "
-                f"recency half-life (chosen on the selection folds): {lives}{adapt}")
+                f"recency half-life (chosen on the selection folds): {lives}")
 
 
 def calibration_for(preds: list[FoldPrediction], model: str, horizon: str, fold: int | None,
@@ -336,24 +303,24 @@ def calibration_for(preds: list[FoldPrediction], model: str, horizon: str, fold:
     starts = fold_blocks(res, fold_starts(preds, origins), policy.every)
     if fold is None:  # the final model's: one more block, after every residual is realised
         starts = np.append(starts[starts < start], start)
-    path = online_path(res, starts, policy.halflife.get(horizon), policy.adapt.get(horizon, 0.0))
+    path = online_path(res, starts, policy.halflife.get(horizon))
     return path.calibrations[-1] if fold is None else path.of(np.flatnonzero(res.fold == fold))
 
 
 def block_coverage(res: Residuals, block: int, halflife: float | None, first: int | None = None,
-                   frozen: bool = False, adapt: float = 0.0) -> dict[float, np.ndarray]:
+                   frozen: bool = False) -> dict[float, np.ndarray]:
     """Run the online calibration across the selection folds: at every ``block``-th origin
     from ``first`` (default: the first selection origin), calibrate on the selection
     residuals realised before it and score the next ``block`` origins; per level, whether
     each scored outcome fell in its band (blocks calibrated on fewer than `MIN_RESIDUALS`
     are not scored). ``frozen``: calibrate once, at ``first`` (the fixed calibration), for
-    comparison; ``adapt``: the adaptive levels' step (`online_path`)."""
+    comparison."""
     sel = res.role == SELECTION
     if not sel.any():
         return {lv: np.array([], dtype=bool) for lv in LEVELS}
     first = int(res.pos[sel].min()) if first is None else first
     starts = np.array([first]) if frozen else np.arange(first, int(res.pos[sel].max()) + 1, block)
-    path = online_path(res, starts, halflife, adapt, keep=sel)
+    path = online_path(res, starts, halflife, keep=sel)
     enough = np.array([c is not None and c.n >= MIN_RESIDUALS for c in path.calibrations])
     scored = np.flatnonzero((path.block >= 0) & enough[path.block])
     cal = path.of(scored)
@@ -378,17 +345,6 @@ def choose_halflife(res: Residuals, block: int,
     finite = [h for h in grid if np.isfinite(errors[h])]
     best = min(finite, key=lambda h: errors[h]) if finite else None
     return best, {("none" if h is None else str(h)): e for h, e in errors.items()}
-
-
-def choose_adapt(res: Residuals, block: int, halflife: float | None,
-                 grid: tuple[float, ...] = ADAPT_STEPS) -> tuple[float, dict[str, float]]:
-    """The adaptive-level step (with the chosen half-life) whose online calibration across
-    the selection folds misses the nominal coverage least (ties: the smaller step; 0 is
-    plain online calibration), and each one's error."""
-    errors = {a: coverage_error(block_coverage(res, block, halflife, adapt=a)) for a in grid}
-    finite = [a for a in grid if np.isfinite(errors[a])]
-    best = min(finite, key=lambda a: errors[a]) if finite else 0.0
-    return best, {f"{a:g}": e for a, e in errors.items()}
 
 
 def fit_combination(net: tuple, vol: tuple, lags: int = 0) -> Combination:

@@ -25,7 +25,6 @@ from cbi_toolkit.calibration import (
     Combination,
     ShippedModel,
     calibration_for,
-    choose_adapt,
     choose_halflife,
     combination_for,
     combine,
@@ -137,21 +136,14 @@ def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.Date
     cfg = spec.forecast.calibration
     if cfg.mode != ONLINE:
         return CalibrationPolicy(cfg.mode), None
+    if cfg.halflife != "auto":
+        return CalibrationPolicy(ONLINE, {h: cfg.halflife for h in spec.horizons}, cfg.every), None
     block = cfg.every or spec.validation.test_size or DEFAULT_TEST_SIZE
-    halflife, adapt, errors = {}, {}, {}
+    chosen, errors = {}, {}
     for h in spec.horizons:
         res = residuals(preds, MODEL, h, origins)
-        halflife[h], adapt[h], errors[h] = cfg.halflife, cfg.adapt, {}
-        if res is None:
-            continue
-        if cfg.halflife == "auto":
-            halflife[h], errors[h] = choose_halflife(res, block)
-        if cfg.adapt == "auto":
-            adapt[h], errors[h]["adapt"] = choose_adapt(res, block, halflife[h])
-    halflife = {h: None if v == "auto" else v for h, v in halflife.items()}
-    adapt = {h: 0.0 if v == "auto" else float(v) for h, v in adapt.items()}
-    auto = "auto" in (cfg.halflife, cfg.adapt)
-    return CalibrationPolicy(ONLINE, halflife, cfg.every, adapt), errors if auto else None
+        chosen[h], errors[h] = choose_halflife(res, block) if res is not None else (None, {})
+    return CalibrationPolicy(ONLINE, chosen, cfg.every), errors
 
 
 def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]],

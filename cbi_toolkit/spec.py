@@ -148,21 +148,9 @@ class CalibrationConfig(_Strict):
                             "sessions; auto: chosen per horizon on the selection folds; null: "
                             "every residual weighs the same")
     every: int | None = Field(
-        None, description="online only: recalibrate every this many sessions inside a fold, "
-                          "on the residuals realised by then (the model is still refitted once "
-                          "a fold); null: once, at the fold's first origin")
-
-    adapt: float | Literal["auto"] = Field(
-        0.0, description="online only: step of the adaptive conformal levels (a band that "
-                         "missed more often than promised widens); auto: chosen per horizon on "
-                         "the selection folds from 0, 0.002, 0.005, 0.01, 0.02; 0: off")
-
-    @field_validator("adapt")
-    @classmethod
-    def _adapt_step(cls, adapt: Any) -> Any:
-        if not isinstance(adapt, str) and not 0 <= adapt <= 0.2:
-            raise ValueError("adapt is a step from 0 to 0.2, or 'auto'")
-        return adapt
+        5, description="online only: recalibrate every this many sessions inside a fold, "
+                       "on the residuals realised by then (the model is still refitted once "
+                       "a fold); null: once, at the fold's first origin")
 
     @field_validator("halflife")
     @classmethod
@@ -183,10 +171,7 @@ class CalibrationConfig(_Strict):
         if self.mode == "fixed" and "halflife" in self.model_fields_set and self.halflife != "auto":
             raise ValueError("halflife weighs the residuals of the online calibration; with "
                              "mode: fixed remove it (or set mode: online)")
-        if self.mode == "fixed" and self.adapt not in (0, 0.0):
-            raise ValueError("adapt moves the online calibration's levels; with mode: fixed "
-                             "remove it (or set mode: online)")
-        if self.mode == "fixed" and self.every is not None:
+        if self.mode == "fixed" and "every" in self.model_fields_set and self.every is not None:
             raise ValueError("every recalibrates the online calibration inside a fold; with "
                              "mode: fixed remove it (or set mode: online)")
         return self

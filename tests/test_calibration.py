@@ -204,8 +204,15 @@ def test_scored_folds_and_shipped_model_use_the_online_calibration(zl):
         ok = pos + H < now
         w = None if halflife is None else 0.5 ** ((now - pos[ok] - H) / halflife)
         return fit_calibration(y[ok], mu[ok], sigma[ok], w)
+    every = spec.forecast.calibration.every  # the default: recalibrated inside the fold
+    assert result.policy.every == every == 5
     for fold in (4, 5):
-        assert result.calibrations[(MODEL, "1m", fold)] == by_hand(fold * 250)
+        cal = result.calibrations[(MODEL, "1m", fold)]
+        starts = fold * 250 + np.arange(250) // every * every
+        for i in (0, 7, 249):
+            expected = by_hand(starts[i])
+            assert cal.variance_scale[i] == expected.variance_scale and cal.n[i] == expected.n
+            assert {lv: q[i] for lv, q in cal.conformal.items()} == expected.conformal
     assert result.shipped().calibrations["1m"] == by_hand(pos.max() + H + 1)
     assert set(result.calibration_all()) == {f"{m}/1m" for m in (MODEL, NET, VOL)}
 

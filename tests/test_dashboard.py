@@ -70,14 +70,14 @@ def test_scorecard_equals_the_walk_forward_numbers(quick_sink, data_dir):
                             g["sigma"].to_numpy(), g["price"].to_numpy(),
                             pd.DatetimeIndex(g["origin_date"]), g["role"].iloc[0])
              for k, g in oos.groupby("fold")]
-    # the run's calibration: online, on the residuals realised before each fold, its
-    # half-lives as metrics.json records them
+    # the run's calibration: online, on the residuals realised before each block of the
+    # fold, its half-lives and block length as metrics.json records them
     from cbi_toolkit.backtest import labelled_samples
     from cbi_toolkit.calibration import CalibrationPolicy
     from cbi_toolkit.run.prepare import prepare
 
     recorded = json.loads((run_dir / "metrics.json").read_text())["calibration"]
-    policy = CalibrationPolicy(recorded["mode"], recorded["halflife"])
+    policy = CalibrationPolicy(recorded["mode"], recorded["halflife"], recorded["every"])
     origins = labelled_samples(prepare(load_spec(run_dir / "spec.yaml"), str(data_dir))[1]).dates
     cals = calibrations(preds, origins, policy)
     for level in LEVELS:
