@@ -374,17 +374,52 @@ def combine(preds: list[FoldPrediction], stride: int = 1) -> tuple[list[FoldPred
     """The shipped model's predictions from the net's and the volatility random walk's,
     fold by fold with combinations fitted on earlier folds only; and the combination
     each fold used, ``{(horizon, fold): Combination}``."""
-    out, used = [], {}
-    nets = [p for p in preds if p.model == NET]
+    used = {(p.horizon, p.fold): combination_for(preds, p.horizon, p.fold, stride)
+            for p in preds if p.model == NET}
+    return combined(preds, used), used
+
+
+def combined(preds: list[FoldPrediction], used: dict) -> list[FoldPrediction]:
+    """The shipped model's predictions under the combinations ``used`` per (horizon, fold)."""
     vols = {(p.horizon, p.fold): p for p in preds if p.model == VOL}
-    for p in nets:
-        vol = vols[(p.horizon, p.fold)]
-        comb = combination_for(preds, p.horizon, p.fold, stride)
-        mu, sigma = comb.forecast(p.mu, p.sigma, vol.sigma)
-        out.append(FoldPrediction(MODEL, p.fold, p.horizon, p.y, mu, sigma,
-                                  p.price, p.dates, p.role))
-        used[(p.horizon, p.fold)] = comb
-    return out, used
+    out = []
+    for p in preds:
+        if p.model == NET:
+            mu, sigma = used[(p.horizon, p.fold)].forecast(p.mu, p.sigma,
+                                                           vols[(p.horizon, p.fold)].sigma)
+            out.append(FoldPrediction(MODEL, p.fold, p.horizon, p.y, mu, sigma,
+                                      p.price, p.dates, p.role))
+    return out
+
+
+def sigma_record(used: dict, folds: pd.DataFrame, horizon: str, roles: set[str]) -> bool:
+    """Whether the net's sigma held up where the shipped model used it on folds of
+    ``roles``: its calibrated CRPS there, as scored (`folds`, out of sample), below the
+    volatility band's on the same origins. False where it was never used."""
+    mine = [k for (h, k), c in used.items() if h == horizon and c.sigma == NET]
+    rows = folds[(folds["horizon"] == horizon) & folds["fold"].isin(mine)
+                 & folds["role"].isin(roles)]
+    if rows.empty:
+        return False
+    total = (rows["crps_cal"] * rows["n"]).groupby(rows["model"]).sum()
+    return bool(total.get(MODEL, np.inf) < total.get(VOL, -np.inf))
+
+
+def sigma_on_record(used: dict, folds: pd.DataFrame) -> dict:
+    """``used`` with the net's sigma taken back from every test fold of a horizon where it
+    has no record on the selection folds (`sigma_record`): chosen in sample on a few
+    selection folds, it has held less than it promised on the next one (`zl_all_quick` at
+    3m and 6m), so it must first have held on a selection fold, as shipped."""
+    if SELECTION not in set(folds["role"]):
+        return used
+    keep = {h: sigma_record(used, folds, h, {SELECTION}) for h, _ in used}
+    return {(h, k): (Combination(c.weight, VOL, c.n)
+                     if c.sigma == NET and not keep[h] and _role(folds, k) != SELECTION else c)
+            for (h, k), c in used.items()}
+
+
+def _role(folds: pd.DataFrame, fold: int) -> str:
+    return str(folds.loc[folds["fold"] == fold, "role"].iloc[0])
 
 
 def combination_for(preds: list[FoldPrediction], horizon: str, fold: int | None,

@@ -28,7 +28,10 @@ from cbi_toolkit.calibration import (
     choose_halflife,
     combination_for,
     combine,
+    combined,
     residuals,
+    sigma_on_record,
+    sigma_record,
 )
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.evaluation import calibrations, dm_table, score_folds, summarise
@@ -69,11 +72,19 @@ class Assessment:
 
     def shipped(self) -> ShippedModel:
         """The combination and calibration the final model ships with, from every fold."""
-        spec, stride = self.spec, self.spec.validation.stride
-        return ShippedModel(
-            {h: combination_for(self.predictions, h, None, stride) if spec.forecast.combine
-             else Combination(1.0, NET) for h in spec.horizons},
-            {h: self.final_calibration(MODEL, h) for h in spec.horizons})
+        return ShippedModel({h: self.final_combination(h) for h in self.spec.horizons},
+                            {h: self.final_calibration(MODEL, h) for h in self.spec.horizons})
+
+    def final_combination(self, horizon: str) -> Combination:
+        """The final model's combination, from every fold; the net's sigma only where it
+        held up on the folds that used it (`sigma_record`)."""
+        if not self.spec.forecast.combine:
+            return Combination(1.0, NET)
+        comb = combination_for(self.predictions, horizon, None, self.spec.validation.stride)
+        roles = set(self.folds["role"])
+        if comb.sigma == NET and not sigma_record(self.combinations, self.folds, horizon, roles):
+            return Combination(comb.weight, VOL, comb.n)
+        return comb
 
     def calibration_all(self) -> dict[str, dict]:
         """Every model's final calibration, ``{"model/horizon": json}`` (for --evaluate)."""
@@ -146,17 +157,25 @@ def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.Date
     return CalibrationPolicy(ONLINE, chosen, cfg.every), errors
 
 
+def _calibrated(spec: Spec, preds: list[FoldPrediction], origins: pd.DatetimeIndex):
+    """The calibration policy, per-fold calibrations and per-fold scores of ``preds``."""
+    policy, errors = calibration_policy(spec, preds, origins)
+    cals = calibrations(preds, origins, policy)
+    return policy, cals, score_folds(preds, cals), errors
+
+
 def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict[str, list[float]],
                       origins: pd.DatetimeIndex, final: Pipeline | None = None) -> Assessment:
     """Build the shipped model from the backtest's predictions, calibrate every model and
     score it (`assess` without the fits; also re-scores a run's saved fold predictions)."""
     stride = spec.validation.stride
     shipped, used = shipped_predictions(preds, spec.forecast.combine, stride)
+    policy, cals, folds, errors = _calibrated(spec, shipped + preds, origins)
+    if spec.forecast.combine and (checked := sigma_on_record(used, folds)) != used:
+        used, shipped = checked, combined(preds, checked)  # and score it again
+        policy, cals, folds, errors = _calibrated(spec, shipped + preds, origins)
     preds = shipped + preds
     fit_seconds = {**fit_seconds, MODEL: fit_seconds[NET]}
-    policy, errors = calibration_policy(spec, preds, origins)
-    cals = calibrations(preds, origins, policy)
-    folds = score_folds(preds, cals)
     summary = summarise(preds, folds, stride=stride, cals=cals)
     summary["fit_seconds"] = summary["model"].map(lambda m: float(np.mean(fit_seconds[m])))
     selection = (summarise(preds, folds, role="selection", stride=stride, cals=cals)

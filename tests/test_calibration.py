@@ -21,12 +21,15 @@ from cbi_toolkit.calibration import (
     calibration_for,
     combination_for,
     combine,
+    combined,
     fit_calibration,
     fit_combination,
+    sigma_on_record,
+    sigma_record,
     weighted_conformal_scale,
 )
 from cbi_toolkit.errors import SpecError
-from cbi_toolkit.evaluation import calibrated, calibrations
+from cbi_toolkit.evaluation import calibrated, calibrations, score_folds
 from cbi_toolkit.metrics import FoldPrediction, conformal_scale
 from cbi_toolkit.skill import calibration_policy, score_predictions
 from cbi_toolkit.spec import load_spec
@@ -251,3 +254,29 @@ def test_rolling_calibration_refits_inside_a_fold_on_realised_residuals(zl):
 def test_rolling_calibration_is_online_only():
     with pytest.raises(SpecError, match="every recalibrates the online calibration"):
         load_spec(SPEC, {"forecast.calibration.mode": "fixed", "forecast.calibration.every": 21})
+
+
+def _with_net_sigma(preds: list[FoldPrediction], sigma_of) -> list[FoldPrediction]:
+    return [FoldPrediction(p.model, p.fold, p.horizon, p.y, p.mu, sigma_of(p), p.price, p.dates,
+                           p.role) if p.model == NET else p for p in preds]
+
+
+@pytest.mark.parametrize("informed", [False, True])
+def test_the_nets_sigma_needs_a_record_on_the_selection_folds(zl, informed):
+    # the net's sigma is used from selection fold 1 on; one that knows the size of the real ZL
+    # outcome beats the trailing volatility band, one that has it backwards loses to it
+    size = (lambda p: np.abs(p.y) + 0.01) if informed else (lambda p: 1e-3 / (np.abs(p.y) + 0.01))
+    preds = _with_net_sigma(fold_preds(zl, ROLES), size)
+    used = {(p.horizon, p.fold): Combination(0.0, NET if p.fold >= 1 else VOL)
+            for p in preds if p.model == NET}
+    shipped = combined(preds, used)
+    folds = score_folds(shipped + preds, calibrations(shipped + preds, zl.index,
+                                                      CalibrationPolicy(ONLINE, {"1m": None})))
+    checked = sigma_on_record(used, folds)
+    assert sigma_record(used, folds, "1m", {"selection"}) is informed
+    for (_, k), c in checked.items():
+        role = ROLES[k]
+        expected = NET if k >= 1 and (informed or role == "selection") else VOL
+        assert c.sigma == expected, (k, role)
+    plain = fold_preds(zl, ["test"] * 4)  # no selection folds: nothing to take back
+    assert sigma_on_record(used, score_folds(plain)) == used
