@@ -4,8 +4,8 @@ The folds' predictions are read from the run's ``oos_predictions.csv`` (nothing 
 fixed and online calibration are compared on exactly the same forecasts. Run from the repo
 root: ``python bench/rescore_calibration.py RUN_DIR [RUN_DIR ...] [--data-dir DIR]``;
 prints per horizon and model the conformal coverage, CRPS against the volatility band,
-MASE and the DM p against the random walk, under fixed and under online calibration
-(half-life chosen on the selection folds), and the selection folds' coverage error of
+MASE and the DM p against the random walk, under fixed and under online calibration refitted
+once a fold (``online``, half-life chosen on the selection folds), and the selection folds' coverage error of
 every half-life tried. ``--variant every=5,halflife=auto`` (repeatable) adds an online
 calibration with those `forecast.calibration` keys. ``--json PATH`` writes the rows.
 """

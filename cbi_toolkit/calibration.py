@@ -201,12 +201,23 @@ def fit_before(res: Residuals, start: int, halflife: float | None,
     return fit_calibration(res.y[usable], res.mu[usable], res.sigma[usable], w)
 
 
+@dataclass(frozen=True)
+class RollingCalibration:
+    """A fold's calibration refitted inside the fold: per origin (in the fold's order), the
+    variance scale and conformal scales fitted at the start of its block of ``every``
+    sessions on the residuals realised by then. Read like a `Calibration` by
+    `cbi_toolkit.evaluation.calibrated`."""
+
+    variance_scale: np.ndarray
+    conformal: dict[float, np.ndarray]
+    n: np.ndarray
+
+
 @dataclass
 class OnlinePath:
     """The online calibration run forward: the calibration fitted at each block start
     (None before anything was realised) and the block of each residual (-1: none)."""
 
-    starts: np.ndarray
     calibrations: list[Calibration | None]
     block: np.ndarray
 
@@ -232,7 +243,7 @@ def online_path(res: Residuals, starts: np.ndarray, halflife: float | None,
     block = np.searchsorted(starts, res.pos, side="right") - 1
     block[~keep] = -1
     cals = [fit_before(res, int(start), halflife, keep) for start in starts]
-    return OnlinePath(np.asarray(starts), cals, block)
+    return OnlinePath(cals, block)
 
 
 def fold_blocks(res: Residuals, starts: dict[int, int], every: int | None) -> np.ndarray:
@@ -243,18 +254,6 @@ def fold_blocks(res: Residuals, starts: dict[int, int], every: int | None) -> np
         last = int(res.pos[res.fold == fold].max()) if (res.fold == fold).any() else start
         out.extend(range(start, last + 1, every) if every else [start])
     return np.unique(out)
-
-
-@dataclass(frozen=True)
-class RollingCalibration:
-    """A fold's calibration refitted inside the fold: per origin (in the fold's order), the
-    variance scale and conformal scales fitted at the start of its block of ``every``
-    sessions on the residuals realised by then. Read like a `Calibration` by
-    `cbi_toolkit.evaluation.calibrated`."""
-
-    variance_scale: np.ndarray
-    conformal: dict[float, np.ndarray]
-    n: np.ndarray
 
 
 @dataclass(frozen=True)
