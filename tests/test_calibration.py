@@ -278,5 +278,10 @@ def test_the_nets_sigma_needs_a_record_on_the_selection_folds(zl, informed):
         role = ROLES[k]
         expected = NET if k >= 1 and (informed or role == "selection") else VOL
         assert c.sigma == expected, (k, role)
+    # the test folds' outcomes (swapped for the real ones two years later) do not reach it
+    later = _swap_y(shipped + preds, lambda p, pos: np.full(len(pos), p.role == "test"), zl)
+    folds_later = score_folds(later, calibrations(later, zl.index,
+                                                  CalibrationPolicy(ONLINE, {"1m": None})))
+    assert not folds_later.equals(folds) and sigma_on_record(used, folds_later) == checked
     plain = fold_preds(zl, ["test"] * 4)  # no selection folds: nothing to take back
     assert sigma_on_record(used, score_folds(plain)) == used
