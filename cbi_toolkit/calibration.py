@@ -412,13 +412,10 @@ def sigma_on_record(used: dict, folds: pd.DataFrame) -> dict:
     if SELECTION not in set(folds["role"]):
         return used
     keep = {h: sigma_record(used, folds, h, {SELECTION}) for h, _ in used}
+    roles = dict(zip(folds["fold"], folds["role"], strict=True))
     return {(h, k): (Combination(c.weight, VOL, c.n)
-                     if c.sigma == NET and not keep[h] and _role(folds, k) != SELECTION else c)
+                     if c.sigma == NET and not keep[h] and roles[k] != SELECTION else c)
             for (h, k), c in used.items()}
-
-
-def _role(folds: pd.DataFrame, fold: int) -> str:
-    return str(folds.loc[folds["fold"] == fold, "role"].iloc[0])
 
 
 def combination_for(preds: list[FoldPrediction], horizon: str, fold: int | None,

@@ -246,17 +246,17 @@ class ForecastRegressor(NeuralNetRegressor):
             loss.backward()
         self.notify("on_grad_computed", named_parameters=list(self.get_all_learnable_params()),
                     batch=batch, training=True)
+        members = getattr(self.module_, "members", None) or [self.module_]  # `EnsembleNet`
         if self.grad_clip:  # each member of an ensemble as if it trained alone
-            for net in getattr(self.module_, "members", [self.module_]):
+            for net in members:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), self.grad_clip)
         if scaler is not None:
             scaler.step(self.optimizer_)
             scaler.update()
         else:
             self.optimizer_.step()
-        # an ensemble's loss is its members' sum (`EnsembleNet`); the log shows their mean
-        members = len(getattr(self.module_, "members", ())) or 1
-        return {"loss": loss.detach() / members, "y_pred": y_pred}
+        # an ensemble's loss is its members' sum; the log shows their mean
+        return {"loss": loss.detach() / len(members), "y_pred": y_pred}
 
     def _grad_scaler(self):
         if self.precision_ != "fp16":
