@@ -13,6 +13,11 @@ spec's choices are made, and the test span 2019-2023, which is only reported.
 Printed per horizon and variant: coverage of the 80% and 95% bands on each
 span, and the half-life the selection span would choose.
 
+``--history`` adds to every calibration (never to what is scored) the same residuals of the
+Quandl second month (CHRIS/CME_BO2, 1959-07 ..), computed on its own prices before the front
+month's data starts (2004-08): sixty years of 6m and 12m outcomes, the 1970s and 2008 among
+them, placed before the front month's first session.
+
 A research script for docs/skill.md, never part of the test suite.
 """
 
@@ -36,6 +41,20 @@ def zl_log_prices(data_dir: Path) -> pd.Series:
     return np.log(frame.set_index("date")["close"].sort_index())
 
 
+def second_month_log_prices(data_dir: Path, before: pd.Timestamp) -> pd.Series:
+    frame = pd.read_csv(data_dir / "zl" / "zl_quandl_CHRIS_CME_BO2_daily.csv", parse_dates=["date"])
+    settle = frame.set_index("date")["settle"].sort_index()
+    return np.log(settle[settle.index < before])
+
+
+def history_pool(lp_hist: pd.Series, h: int, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Realisation positions (negative: sessions before the front month's first one) and |z|
+    of the second month's residuals, all realised before the front month starts."""
+    t, z = standardised(lp_hist, h, window)
+    ok = np.isfinite(z)
+    return (t + h - len(lp_hist))[ok], z[ok]
+
+
 def standardised(lp: pd.Series, h: int, window: int) -> tuple[np.ndarray, np.ndarray]:
     """Origins (positions) and |z| of the trailing-volatility random walk at horizon h."""
     r = lp.diff()
@@ -47,15 +66,20 @@ def standardised(lp: pd.Series, h: int, window: int) -> tuple[np.ndarray, np.nda
 
 def block_hits(dates: pd.DatetimeIndex, t: np.ndarray, z: np.ndarray, h: int,
                halflife: float | None, span: tuple[str, str], block: int = 63,
-               stride: int = 5) -> dict[float, float]:
-    """Coverage on ``span`` of the bands recalibrated every ``block`` origins."""
+               stride: int = 5, pool: tuple[np.ndarray, np.ndarray] | None = None
+               ) -> dict[float, float]:
+    """Coverage on ``span`` of the bands recalibrated every ``block`` origins; ``pool``:
+    earlier residuals (realisation positions, |z|) every calibration also uses."""
+    realised, scores = t + h, z
+    if pool is not None:
+        realised, scores = np.concatenate([pool[0], realised]), np.concatenate([pool[1], z])
     scored = t[(dates[t] >= span[0]) & (dates[t] < span[1])]
     hits: dict[float, list[bool]] = {0.8: [], 0.95: []}
     for start in range(int(scored[0]), int(scored[-1]) + 1, block):
-        usable = (t + h) < start
+        usable = realised < start
         weights = (np.ones(usable.sum()) if halflife is None
-                   else 0.5 ** ((start - (t[usable] + h)) / halflife))
-        q = {lv: weighted_conformal_scale(z[usable], weights, lv) for lv in hits}
+                   else 0.5 ** ((start - realised[usable]) / halflife))
+        q = {lv: weighted_conformal_scale(scores[usable], weights, lv) for lv in hits}
         inside = scored[(scored >= start) & (scored < start + block)][::stride]
         for lv in hits:
             hits[lv].extend(z[np.searchsorted(t, inside)] <= q[lv])
@@ -67,15 +91,22 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[2]
                     / "shared" / "data")
     ap.add_argument("--window", type=int, default=63, help="trailing volatility window")
+    ap.add_argument("--history", action="store_true",
+                    help="also calibrate on the second month's residuals from before 2004-08")
     args = ap.parse_args(argv)
     lp = zl_log_prices(args.data_dir)
+    hist = second_month_log_prices(args.data_dir, lp.index[0]) if args.history else None
+    if hist is not None:
+        print(f"calibration pool also holds the second month's residuals, "
+              f"{hist.index[0]:%Y-%m-%d} .. {hist.index[-1]:%Y-%m-%d}")
     print(f"ZL {lp.index[0]:%Y-%m-%d} .. {lp.index[-1]:%Y-%m-%d}, trailing {args.window}-session "
           "volatility band, online conformal calibration every 63 origins, scored every 5th")
     print(f"{'horizon':<8}{'half-life':>10}{'selection 80/95':>18}{'test 80/95':>14}")
     for name, h in HORIZONS.items():
         t, z = standardised(lp, h, args.window)
-        rows = {hl: (block_hits(lp.index, t, z, h, hl, SELECTION),
-                     block_hits(lp.index, t, z, h, hl, TEST)) for hl in HALFLIVES}
+        pool = None if hist is None else history_pool(hist, h, args.window)
+        rows = {hl: (block_hits(lp.index, t, z, h, hl, SELECTION, pool=pool),
+                     block_hits(lp.index, t, z, h, hl, TEST, pool=pool)) for hl in HALFLIVES}
         gap = {hl: np.mean([abs(c - lv) for lv, c in sel.items()]) for hl, (sel, _) in rows.items()}
         chosen = min(HALFLIVES, key=lambda hl: gap[hl])
         for hl, (sel, test) in rows.items():

@@ -21,14 +21,17 @@ from the test span reaches a choice.
   absolute error on the calibration folds -- kept only if that beats the random
   walk there with a Diebold-Mariano p below `EARN_P`, else 0 -- and sigma from
   the trailing-volatility model unless the net's sigma head beats it there on
-  calibrated CRPS, again with a DM p below `EARN_P`. ``w = 0`` with the volatility
-  sigma means the net earned no place: the forecast is the random walk's mean
-  with a calibrated trailing-volatility band.
+  calibrated CRPS, again with a DM p below `EARN_P`; a test fold keeps the net's sigma
+  only where it also did so out of sample on the selection folds that shipped it
+  (`sigma_on_record`). ``w = 0`` with the volatility sigma means the net earned no
+  place: the forecast is the random walk's mean with a calibrated trailing-volatility
+  band. Each fold of the shipped model is calibrated on the earlier residuals
+  standardised by the sigma it ships (`model_calibrations`).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -306,6 +309,36 @@ def calibration_for(preds: list[FoldPrediction], model: str, horizon: str, fold:
     return path.calibrations[-1] if fold is None else path.of(np.flatnonzero(res.fold == fold))
 
 
+def sourced(preds: list[FoldPrediction], horizon: str, source: str) -> list[FoldPrediction]:
+    """``preds`` with the shipped model's sigma at ``horizon`` taken from ``source`` (the
+    net's sigma head or the volatility band) on every fold: the residuals a fold shipped
+    with that sigma is calibrated on."""
+    sigma = {p.fold: p.sigma for p in preds if p.model == source and p.horizon == horizon}
+    return [replace(p, sigma=sigma[p.fold]) if p.model == MODEL and p.horizon == horizon else p
+            for p in preds]
+
+
+def model_calibrations(preds: list[FoldPrediction], used: dict, origins: pd.DatetimeIndex,
+                       policy: CalibrationPolicy) -> dict[tuple[str, str, int], object]:
+    """The shipped model's calibration per ``(MODEL, horizon, fold)`` where its folds ship
+    different sigmas (``used``): each fold on the earlier residuals standardised by its own
+    sigma. A conformal quantile holds for the score it was fitted on, so a fold with the
+    volatility band is not calibrated on the net's sigma where earlier folds used it."""
+    out = {}
+    for horizon in {h for h, _ in used}:
+        sources: dict[str, list[int]] = {}
+        for (h, k), c in used.items():
+            if h == horizon:
+                sources.setdefault(c.sigma, []).append(k)
+        if len(sources) < 2:
+            continue  # one sigma on every fold: the calibration as it is
+        for source, folds in sources.items():
+            rows = sourced(preds, horizon, source)
+            out.update({(MODEL, horizon, k): calibration_for(rows, MODEL, horizon, k, origins, policy)
+                        for k in folds})
+    return out
+
+
 def block_coverage(res: Residuals, block: int, halflife: float | None, first: int | None = None,
                    frozen: bool = False) -> dict[float, np.ndarray]:
     """Run the online calibration across the selection folds: at every ``block``-th origin
@@ -391,28 +424,39 @@ def combined(preds: list[FoldPrediction], used: dict) -> list[FoldPrediction]:
     return out
 
 
-def sigma_record(used: dict, folds: pd.DataFrame, horizon: str, roles: set[str]) -> bool:
+def sigma_record(preds: list[FoldPrediction], cals: dict, used: dict, horizon: str,
+                 roles: set[str], stride: int = 1) -> bool:
     """Whether the net's sigma held up where the shipped model used it on folds of
-    ``roles``: its calibrated CRPS there, as scored (`folds`, out of sample), below the
-    volatility band's on the same origins. False where it was never used."""
-    mine = [k for (h, k), c in used.items() if h == horizon and c.sigma == NET]
-    rows = folds[(folds["horizon"] == horizon) & folds["fold"].isin(mine)
-                 & folds["role"].isin(roles)]
-    if rows.empty:
+    ``roles``: its calibrated CRPS there, as scored (``cals``, out of sample), below the
+    volatility band's on the same origins with a Diebold-Mariano p below `EARN_P`, the
+    standard the sigma was chosen by. False where it was never used."""
+    from cbi_toolkit.evaluation import calibrated
+    from cbi_toolkit.metrics import dm_lags
+    from cbi_toolkit.significance import diebold_mariano
+
+    mine = {k for (h, k), c in used.items() if h == horizon and c.sigma == NET}
+    rows = [p for p in preds if p.horizon == horizon and p.fold in mine and p.role in roles
+            and p.model in (MODEL, VOL)]
+    if not any(p.model == MODEL for p in rows):
         return False
-    total = (rows["crps_cal"] * rows["n"]).groupby(rows["model"]).sum()
-    return bool(total.get(MODEL, np.inf) < total.get(VOL, -np.inf))
+    crps = {m: np.concatenate([crps_gaussian_each(p.y, p.mu, calibrated(
+        p, cals[(m, horizon, p.fold)])["sigma_cal"]) for p in sorted(rows, key=lambda p: p.fold)
+        if p.model == m]) for m in (MODEL, VOL)}
+    lags = dm_lags(horizon, stride)
+    dm = diebold_mariano(crps[MODEL], crps[VOL], lags + 1, lags=lags)
+    return bool(dm.stat < 0 and dm.p_value < EARN_P)
 
 
-def sigma_on_record(used: dict, folds: pd.DataFrame) -> dict:
+def sigma_on_record(preds: list[FoldPrediction], cals: dict, used: dict, stride: int = 1) -> dict:
     """``used`` with the net's sigma taken back from every test fold of a horizon where it
     has no record on the selection folds (`sigma_record`): chosen in sample on a few
     selection folds, it has held less than it promised on the next one (`zl_all_quick` at
-    3m and 6m), so it must first have held on a selection fold, as shipped."""
-    if SELECTION not in set(folds["role"]):
+    3m and 6m), so it must first have held, significantly, on the selection folds that
+    shipped it."""
+    roles = {p.fold: p.role for p in preds}
+    if SELECTION not in set(roles.values()):
         return used
-    keep = {h: sigma_record(used, folds, h, {SELECTION}) for h, _ in used}
-    roles = dict(zip(folds["fold"], folds["role"], strict=True))
+    keep = {h: sigma_record(preds, cals, used, h, {SELECTION}, stride) for h, _ in used}
     return {(h, k): (Combination(c.weight, VOL, c.n)
                      if c.sigma == NET and not keep[h] and roles[k] != SELECTION else c)
             for (h, k), c in used.items()}

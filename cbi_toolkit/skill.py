@@ -29,9 +29,11 @@ from cbi_toolkit.calibration import (
     combination_for,
     combine,
     combined,
+    model_calibrations,
     residuals,
     sigma_on_record,
     sigma_record,
+    sourced,
 )
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.evaluation import calibrations, dm_table, score_folds, summarise
@@ -67,8 +69,12 @@ class Assessment:
     halflife_errors: dict[str, dict[str, float]] | None = None
 
     def final_calibration(self, model: str, horizon: str):
-        """The calibration of ``model`` for a fit on every origin: from every residual."""
-        return calibration_for(self.predictions, model, horizon, None, self.origins, self.policy)
+        """The calibration of ``model`` for a fit on every origin: from every residual (the
+        shipped model's standardised by the sigma it ships with, `model_calibrations`)."""
+        preds = self.predictions
+        if model == MODEL and self.spec.forecast.combine:
+            preds = sourced(preds, horizon, self.final_combination(horizon).sigma)
+        return calibration_for(preds, model, horizon, None, self.origins, self.policy)
 
     def shipped(self) -> ShippedModel:
         """The combination and calibration the final model ships with, from every fold."""
@@ -81,8 +87,10 @@ class Assessment:
         if not self.spec.forecast.combine:
             return Combination(1.0, NET)
         comb = combination_for(self.predictions, horizon, None, self.spec.validation.stride)
-        roles = set(self.folds["role"])
-        if comb.sigma == NET and not sigma_record(self.combinations, self.folds, horizon, roles):
+        roles = {p.role for p in self.predictions}
+        if comb.sigma == NET and not sigma_record(self.predictions, self.calibrations,
+                                                  self.combinations, horizon, roles,
+                                                  self.spec.validation.stride):
             return Combination(comb.weight, VOL, comb.n)
         return comb
 
@@ -157,10 +165,11 @@ def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.Date
     return CalibrationPolicy(ONLINE, chosen, cfg.every), errors
 
 
-def _calibrated(spec: Spec, preds: list[FoldPrediction], origins: pd.DatetimeIndex):
-    """The calibration policy, per-fold calibrations and per-fold scores of ``preds``."""
+def _calibrated(spec: Spec, preds: list[FoldPrediction], origins: pd.DatetimeIndex, used: dict):
+    """The calibration policy, per-fold calibrations and per-fold scores of ``preds``, the
+    shipped model's folds calibrated on the sigma each ships with (``used``)."""
     policy, errors = calibration_policy(spec, preds, origins)
-    cals = calibrations(preds, origins, policy)
+    cals = calibrations(preds, origins, policy) | model_calibrations(preds, used, origins, policy)
     return policy, cals, score_folds(preds, cals), errors
 
 
@@ -170,10 +179,11 @@ def score_predictions(spec: Spec, preds: list[FoldPrediction], fit_seconds: dict
     score it (`assess` without the fits; also re-scores a run's saved fold predictions)."""
     stride = spec.validation.stride
     shipped, used = shipped_predictions(preds, spec.forecast.combine, stride)
-    policy, cals, folds, errors = _calibrated(spec, shipped + preds, origins)
-    if spec.forecast.combine and (checked := sigma_on_record(used, folds)) != used:
+    policy, cals, folds, errors = _calibrated(spec, shipped + preds, origins, used)
+    checked = sigma_on_record(shipped + preds, cals, used, stride) if spec.forecast.combine else used
+    if checked != used:
         used, shipped = checked, combined(preds, checked)  # and score it again
-        policy, cals, folds, errors = _calibrated(spec, shipped + preds, origins)
+        policy, cals, folds, errors = _calibrated(spec, shipped + preds, origins, used)
     preds = shipped + preds
     fit_seconds = {**fit_seconds, MODEL: fit_seconds[NET]}
     summary = summarise(preds, folds, stride=stride, cals=cals)

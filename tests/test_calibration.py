@@ -24,6 +24,7 @@ from cbi_toolkit.calibration import (
     combined,
     fit_calibration,
     fit_combination,
+    model_calibrations,
     sigma_on_record,
     sigma_record,
     weighted_conformal_scale,
@@ -41,13 +42,14 @@ SPEC = "specs/zl_1m_quick.yaml"
 @pytest.fixture(scope="module")
 def zl(data_dir) -> pd.DataFrame:
     """Real ZL closes with the 1m forward log return, a momentum signal (the trailing 1m
-    return, a real if weak predictor) and the trailing 63-day volatility band."""
+    return, a real if weak predictor) and the trailing 63-day (and 126-day) volatility band."""
     px = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv", parse_dates=["date"],
                      index_col="date")["close"]
     logp = np.log(px)
     out = pd.DataFrame({"price": px, "y": logp.shift(-H) - logp,
                         "mom": 0.3 * (logp - logp.shift(H)),
-                        "vol": logp.diff().rolling(63).std() * np.sqrt(H)}).dropna()
+                        "vol": logp.diff().rolling(63).std() * np.sqrt(H),
+                        "vol126": logp.diff().rolling(126).std() * np.sqrt(H)}).dropna()
     return out.loc["2012":]
 
 
@@ -261,6 +263,16 @@ def _with_net_sigma(preds: list[FoldPrediction], sigma_of) -> list[FoldPredictio
                            p.role) if p.model == NET else p for p in preds]
 
 
+def _shipped_scored(preds: list[FoldPrediction], used: dict, origins):
+    """The shipped rows under ``used``, their calibrations (each fold on its own sigma) and
+    per-fold scores, as `score_predictions` builds them."""
+    shipped = combined(preds, used)
+    policy = CalibrationPolicy(ONLINE, {"1m": None})
+    cals = calibrations(shipped + preds, origins, policy)
+    cals |= model_calibrations(shipped + preds, used, origins, policy)
+    return shipped + preds, cals
+
+
 @pytest.mark.parametrize("informed", [False, True])
 def test_the_nets_sigma_needs_a_record_on_the_selection_folds(zl, informed):
     # the net's sigma is used from selection fold 1 on; one that knows the size of the real ZL
@@ -269,19 +281,52 @@ def test_the_nets_sigma_needs_a_record_on_the_selection_folds(zl, informed):
     preds = _with_net_sigma(fold_preds(zl, ROLES), size)
     used = {(p.horizon, p.fold): Combination(0.0, NET if p.fold >= 1 else VOL)
             for p in preds if p.model == NET}
-    shipped = combined(preds, used)
-    folds = score_folds(shipped + preds, calibrations(shipped + preds, zl.index,
-                                                      CalibrationPolicy(ONLINE, {"1m": None})))
-    checked = sigma_on_record(used, folds)
-    assert sigma_record(used, folds, "1m", {"selection"}) is informed
+    rows, cals = _shipped_scored(preds, used, zl.index)
+    checked = sigma_on_record(rows, cals, used)
+    assert sigma_record(rows, cals, used, "1m", {"selection"}) is informed
     for (_, k), c in checked.items():
         role = ROLES[k]
         expected = NET if k >= 1 and (informed or role == "selection") else VOL
         assert c.sigma == expected, (k, role)
     # the test folds' outcomes (swapped for the real ones two years later) do not reach it
-    later = _swap_y(shipped + preds, lambda p, pos: np.full(len(pos), p.role == "test"), zl)
-    folds_later = score_folds(later, calibrations(later, zl.index,
-                                                  CalibrationPolicy(ONLINE, {"1m": None})))
-    assert not folds_later.equals(folds) and sigma_on_record(used, folds_later) == checked
+    later = _swap_y(rows, lambda p, pos: np.full(len(pos), p.role == "test"), zl)
+    _, cals_later = _shipped_scored(later, used, zl.index)
+    assert cals_later[(MODEL, "1m", 5)] != cals[(MODEL, "1m", 5)]
+    assert sigma_on_record(later, cals_later, used) == checked
     plain = fold_preds(zl, ["test"] * 4)  # no selection folds: nothing to take back
-    assert sigma_on_record(used, score_folds(plain)) == used
+    assert sigma_on_record(plain, calibrations(plain), used) == used
+
+
+def test_a_record_within_noise_is_no_record(zl):
+    # a net sigma from the trailing 126-session volatility beats the 63-session band on average
+    # on the two selection folds that used it (CRPS 0.991 of it), but not by a Diebold-Mariano
+    # p below EARN_P (0.18): the test folds ship the band
+    vol126 = zl["vol126"]
+    preds = _with_net_sigma(fold_preds(zl, ROLES), lambda p: vol126.loc[p.dates].to_numpy())
+    used = {(p.horizon, p.fold): Combination(0.0, NET if p.fold >= 1 else VOL)
+            for p in preds if p.model == NET}
+    rows, cals = _shipped_scored(preds, used, zl.index)
+    folds = score_folds(rows, cals)
+    record = folds[folds["fold"].isin([1, 2])].groupby("model")["crps_cal"].mean()
+    assert record[MODEL] < record[VOL]
+    assert not sigma_record(rows, cals, used, "1m", {"selection"})
+    assert {k for (_, k), c in sigma_on_record(rows, cals, used).items() if c.sigma == NET} == {1, 2}
+
+
+def test_each_fold_is_calibrated_on_the_sigma_it_ships(zl):
+    # selection folds 1 and 2 ship the net's sigma (a constant, unlike the band), the rest the
+    # volatility band, with w = 0: a fold with the band gets exactly the band's calibration,
+    # and a fold with the net's sigma the calibration of the net's standardised residuals
+    preds, origins = fold_preds(zl, ROLES), zl.index
+    used = {(p.horizon, p.fold): Combination(0.0, NET if p.fold in (1, 2) else VOL)
+            for p in preds if p.model == NET}
+    rows, cals = _shipped_scored(preds, used, origins)
+    for k in (3, 4, 5):
+        assert cals[(MODEL, "1m", k)] == cals[(VOL, "1m", k)]
+    net_sigma = [FoldPrediction(MODEL, p.fold, p.horizon, p.y, 0 * p.mu, p.sigma, p.price, p.dates,
+                                p.role) for p in preds if p.model == NET]
+    policy = CalibrationPolicy(ONLINE, {"1m": None})
+    by_hand = calibration_for(net_sigma, MODEL, "1m", 2, origins, policy)
+    assert cals[(MODEL, "1m", 2)] == by_hand
+    mixed = calibrations(rows, origins, policy)[(MODEL, "1m", 3)]  # the pool of both sigmas
+    assert mixed.variance_scale != cals[(MODEL, "1m", 3)].variance_scale
