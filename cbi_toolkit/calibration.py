@@ -430,18 +430,21 @@ def sigma_record(preds: list[FoldPrediction], cals: dict, used: dict, horizon: s
     ``roles``: its calibrated CRPS there, as scored (``cals``, out of sample), below the
     volatility band's on the same origins with a Diebold-Mariano p below `EARN_P`, the
     standard the sigma was chosen by. False where it was never used."""
-    from cbi_toolkit.evaluation import calibrated
     from cbi_toolkit.metrics import dm_lags
     from cbi_toolkit.significance import diebold_mariano
 
     mine = {k for (h, k), c in used.items() if h == horizon and c.sigma == NET}
-    rows = [p for p in preds if p.horizon == horizon and p.fold in mine and p.role in roles
-            and p.model in (MODEL, VOL)]
+    rows = sorted((p for p in preds if p.horizon == horizon and p.fold in mine
+                   and p.role in roles and p.model in (MODEL, VOL)), key=lambda p: p.fold)
     if not any(p.model == MODEL for p in rows):
         return False
-    crps = {m: np.concatenate([crps_gaussian_each(p.y, p.mu, calibrated(
-        p, cals[(m, horizon, p.fold)])["sigma_cal"]) for p in sorted(rows, key=lambda p: p.fold)
-        if p.model == m]) for m in (MODEL, VOL)}
+
+    def scale(p):  # the variance scale the fold was scored with (1 without a calibration)
+        cal = cals[(p.model, horizon, p.fold)]
+        return 1.0 if cal is None else cal.variance_scale
+
+    crps = {m: np.concatenate([crps_gaussian_each(p.y, p.mu, scale(p) * p.sigma)
+                               for p in rows if p.model == m]) for m in (MODEL, VOL)}
     lags = dm_lags(horizon, stride)
     dm = diebold_mariano(crps[MODEL], crps[VOL], lags + 1, lags=lags)
     return bool(dm.stat < 0 and dm.p_value < EARN_P)
