@@ -2,17 +2,19 @@
 
     python bench/vol_scaled_targets.py SPEC [--set KEY=VALUE ...] [--data-dir DIR] [--json PATH]
 
-The shipped net learns forward log returns y, whose size swings with the market's
-volatility (2008, 2020-22), so a few volatile years dominate its loss. The variant here
-learns z = y / (vol_63(t) * sqrt(h)) instead -- the return in units of the trailing
-63-session volatility at the origin, the `vol_random_walk` baseline's sigma -- and maps its
-mean and sigma back by the same factor. Both nets (same spec, same seed) and the spec's
-baselines are fitted on the same walk-forward folds in one backtest; each net then goes
-through the toolkit's own scoring (`cbi_toolkit.skill.score_predictions`: combination with
-the random walk chosen on the selection folds, online calibration), and the table shows,
-per horizon, on the selection folds and on the test span: the net's own MASE against the
-random walk with its Diebold-Mariano p, its calibrated CRPS against the volatility band,
-and the shipped model's MASE and weight.
+The plain net learns forward log returns y, whose size swings with the market's volatility
+(2008, 2020-22), so a few volatile years dominate its loss. The variant
+(``model.target_scale: volatility``) learns z = y / (vol_63(t) * sqrt(h)) instead -- the
+return in units of the trailing 63-session volatility at the origin, the `vol_random_walk`
+baseline's sigma -- and maps its mean and sigma back by the same factor. Both nets (same
+spec, same seed) and the spec's baselines are fitted on the same walk-forward folds in one
+backtest; each net then goes through the toolkit's own scoring
+(`cbi_toolkit.skill.score_predictions`: combination with the random walk chosen on the
+selection folds, online calibration), and the table shows, per horizon, on the selection
+folds and on the test span: the net's own MASE against the random walk with its
+Diebold-Mariano p, its calibrated CRPS against the volatility band, and the shipped model's
+MASE and weight; then the Diebold-Mariano test of the vol-scaled net against the plain one
+on each span (``dm_stat_abs < 0``: the vol-scaled net's absolute price errors are smaller).
 
 A research script for docs/skill.md, never part of the test suite.
 """
@@ -33,50 +35,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cbi_toolkit.backtest import backtest, labelled_samples  # noqa: E402
 from cbi_toolkit.calibration import MODEL, NET  # noqa: E402
 from cbi_toolkit.cli import parse_overrides  # noqa: E402
+from cbi_toolkit.evaluation import dm_table  # noqa: E402
 from cbi_toolkit.metrics import FoldPrediction  # noqa: E402
-from cbi_toolkit.models.baselines import VolatilityRandomWalk  # noqa: E402
-from cbi_toolkit.models.regressor import ForecastRegressor  # noqa: E402
 from cbi_toolkit.pipeline import build_pipeline  # noqa: E402
 from cbi_toolkit.run.prepare import prepare  # noqa: E402
 from cbi_toolkit.skill import baselines_for, score_predictions  # noqa: E402
 from cbi_toolkit.spec import load_spec  # noqa: E402
 
 SCALED = "net_vol_scaled"
-VOL_WINDOW = 63
-
-
-class VolScaledRegressor(ForecastRegressor):
-    """`ForecastRegressor` on y / (trailing volatility x sqrt(h)); predicts log returns.
-    ``horizon_days`` is a class attribute (set by `scaled_class`) so that sklearn's
-    ``clone`` keeps it without a new constructor argument."""
-
-    horizon_days: tuple[int, ...] = (21,)
-
-    def _target_scale(self, X) -> np.ndarray:
-        vol = VolatilityRandomWalk(VOL_WINDOW)._daily_vol(X)
-        if not np.isfinite(vol).all():
-            vol = np.where(np.isfinite(vol), vol, np.nanmedian(vol))
-        return vol[:, None] * np.sqrt(np.asarray(self.horizon_days, dtype=np.float64))
-
-    def fit(self, X, y, **fit_params):
-        return super().fit(X, np.asarray(y) / self._target_scale(X), **fit_params)
-
-    def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
-        mu, sigma = super().predict_dist(X)
-        scale = self._target_scale(X)
-        return mu * scale, sigma * scale
-
-
-def scaled_class(horizon_days: tuple[int, ...]) -> type[VolScaledRegressor]:
-    return type("VolScaledRegressor", (VolScaledRegressor,), {"horizon_days": horizon_days})
 
 
 def scaled_pipeline(spec) -> Pipeline:
-    plain = build_pipeline(spec)
-    net = plain.named_steps["net"]
-    cls = scaled_class(tuple(spec.horizon_days))
-    scaled = cls(**net.get_params(deep=False))
-    return Pipeline([("scale", plain.named_steps["scale"]), ("net", scaled)])
+    """The spec's pipeline with ``model.target_scale: volatility``."""
+    return build_pipeline(spec.model_copy(update={"model": spec.model.model_copy(
+        update={"target_scale": "volatility"})}))
 
 
 def rows(assessment, label: str) -> list[dict]:
@@ -124,8 +96,16 @@ def main(argv=None) -> int:
     print(f"{spec.name}: fit seconds per fold, plain {np.mean(seconds[NET]):.0f}, "
           f"vol-scaled {np.mean(seconds[SCALED]):.0f}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    stride = spec.validation.stride
+    versus = pd.concat([dm_table(preds, SCALED, role, stride).assign(span=role)
+                        for role in ("selection", "test")])
+    versus = versus[versus["versus"] == NET]
+    print("vol-scaled net against the plain net:")
+    print(versus[["span", "horizon", "n", "dm_stat_abs", "dm_p_abs", "dm_p_sq"]].to_string(
+        index=False, float_format=lambda v: f"{v:.3f}"))
     if args.json:
-        args.json.write_text(json.dumps(found, indent=1))
+        args.json.write_text(json.dumps({"rows": found, "versus": versus.to_dict("records")},
+                                        indent=1))
     return 0
 
 

@@ -159,6 +159,9 @@ def export_pipeline(pipe, fmt: str, out_dir: Path, check_windows: np.ndarray,
             "max_diff_in_sigmas": diff_sigmas, "atol": atol,
             "export_seconds": round(seconds, 3),
             "torch": torch.__version__}
+    if window := pipe.named_steps["net"].target_vol_window:  # the outputs are volatility units
+        info["outputs_times"] = (f"the trailing {window}-session volatility of the daily log "
+                                 "returns x sqrt(horizon in sessions)")
     infos = {}
     info_path = out_dir / INFO_FILE
     if info_path.is_file():

@@ -17,6 +17,9 @@ from cbi_toolkit.spec import Spec
 _NO_SPEC_BASELINES = ("random_walk", "drift", "ridge")
 #: keyword arguments per baseline beyond the spec's horizons
 _BASELINE_KWARGS = {"ridge": {"alpha": 10.0}}
+#: ``model.target_scale: volatility`` divides the targets by this trailing volatility (the
+#: `vol_random_walk` baseline's window)
+TARGET_VOL_WINDOW = 63
 
 
 def build_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
@@ -25,8 +28,10 @@ def build_pipeline(spec: Spec, verbose: int = 1) -> Pipeline:
     Every spec value is a pipeline parameter, e.g. ``net__module__hidden_dim``,
     ``net__lr``, ``net__criterion__mae``, so GridSearchCV can search it.
     """
+    scaled = ({"target_vol_window": TARGET_VOL_WINDOW, "horizon_days": tuple(spec.horizon_days)}
+              if spec.model.target_scale == "volatility" else {})
     net = regressor_from_spec(spec.model, spec.training, n_horizons=len(spec.horizons),
-                              valid_gap=spec.max_horizon, verbose=verbose)
+                              valid_gap=spec.max_horizon, verbose=verbose, **scaled)
     # with extra history a driver's features are missing there: held at the fold's mean
     return Pipeline([("scale", WindowScaler(fill_missing=spec.history is not None)), ("net", net)])
 

@@ -6,7 +6,9 @@ else TorchScript, else ExecuTorch (the slowest here: its LSTM loop runs
 outside XNNPACK), else the eager network under ``torch.inference_mode``.
 The exported graph (`ScaledForecastNet`) holds the fitted scaler and the network:
 its input is raw feature windows ``[batch, window, n_features]`` (float32), its outputs
-``mu`` and ``sigma`` of the forward log return per horizon. Writing exports:
+``mu`` and ``sigma`` of the forward log return per horizon (for a net on volatility-scaled
+targets, ``model.target_scale``, in units of the trailing volatility x sqrt(h), which
+`ServingModel` multiplies back from the windows' price context). Writing exports:
 `cbi_toolkit.export`.
 """
 
@@ -133,12 +135,13 @@ class ServingModel:
     ``eager_bf16``.
     """
 
-    def __init__(self, fn, kind: str):
-        self.fn, self.kind = fn, kind
+    def __init__(self, fn, kind: str, target_scale=None):
+        self.fn, self.kind, self.target_scale = fn, kind, target_scale
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
-        mu, sigma = self.fn(raw_windows(X))
-        return np.asarray(mu), np.asarray(sigma)
+        mu, sigma = (np.asarray(a) for a in self.fn(raw_windows(X)))
+        scale = None if self.target_scale is None else self.target_scale(X)
+        return (mu, sigma) if scale is None else (mu * scale, sigma * scale)
 
 
 def _runtime_available(fmt: str) -> bool:
@@ -163,9 +166,10 @@ def serving_model(run_dir: str | Path, pipe) -> ServingModel:
     saved model's window and feature count.
     """
     net = pipe.named_steps["net"]
+    scale = net.target_scale  # a net on volatility-scaled targets: its outputs scaled back
     if getattr(net, "precision_", "fp32") == "bf16" and getattr(net, "device_", None) is not None \
             and net.device_.type == "cpu":
-        return ServingModel(eager_callable(scaled_module(pipe), bf16=True), "eager_bf16")
+        return ServingModel(eager_callable(scaled_module(pipe), bf16=True), "eager_bf16", scale)
     export_dir = Path(run_dir) / EXPORT_DIR
     infos = {}
     if (export_dir / INFO_FILE).is_file():
@@ -181,5 +185,5 @@ def serving_model(run_dir: str | Path, pipe) -> ServingModel:
         if info.get("n_features") != n_features or not info.get("max_abs_diff", 1) <= info.get("atol", 0):
             log.warning("%s: export does not match the saved model; not used", export_dir / FORMATS[fmt])
             continue
-        return ServingModel(load_exported(export_dir / FORMATS[fmt]), fmt)
-    return ServingModel(eager_callable(scaled_module(pipe)), "eager")
+        return ServingModel(load_exported(export_dir / FORMATS[fmt]), fmt, scale)
+    return ServingModel(eager_callable(scaled_module(pipe)), "eager", scale)

@@ -58,6 +58,11 @@ class ModelConfig(_Strict):
         1, ge=1, le=16, description="independently initialised nets trained side by side on the "
         "same batches and averaged (mean; the mixture's sigma); k costs k times the training")
     loss: LossWeights = LossWeights()
+    target_scale: Literal["none", "volatility"] = Field(
+        "none", description="volatility: the net learns each forward log return divided by the "
+        "trailing 63-session volatility at its origin x sqrt(h) and scales its mean and sigma "
+        "back, so volatile years weigh no more in the loss than calm ones; none: the log "
+        "returns themselves")
 
     @model_validator(mode="after")
     def _bounded_size(self) -> ModelConfig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.base import clone
@@ -194,3 +195,49 @@ def test_reduced_precision_fits_on_cpu(data, precision):
     assert reg.precision_ == precision
     mu, sigma = reg.predict_dist(X[:4])
     assert mu.dtype == np.float32 and np.isfinite(mu).all() and (sigma > 0).all()
+
+
+def test_volatility_scaled_targets(spec, data_dir, tmp_path):
+    # the net learns y / (trailing 63-session vol x sqrt(h)) and answers in log returns again
+    from cbi_toolkit.pipeline import build_pipeline
+    from cbi_toolkit.serving import serving_model
+
+    scaled = spec.model_copy(update={"model": spec.model.model_copy(
+        update={"target_scale": "volatility"})})
+    pipe = build_pipeline(scaled, verbose=0)
+    net = pipe.named_steps["net"]
+    assert (net.target_vol_window, net.horizon_days) == (63, (5, 21))
+    assert build_pipeline(spec, verbose=0).named_steps["net"].target_vol_window is None
+    _, samples = load_samples(spec, SourceContext(data_dir=data_dir))
+    lab = samples.subset(np.flatnonzero(samples.labelled)[-400:])
+    pipe.set_params(**{f"net__{k}": v for k, v in TINY.items()})
+    pipe.fit(lab.X, lab.y.astype(np.float32))
+    # the scale, against pandas on the real closes at the origin dates
+    px = pd.read_csv(data_dir / "zl" / "zl_tradingview_ZL1_daily.csv", parse_dates=["date"],
+                     index_col="date")["close"]
+    vol = np.log(px).diff().rolling(63).std().reindex(lab.dates).to_numpy()
+    Xs = pipe[:-1].transform(lab.X)
+    np.testing.assert_allclose(net.target_scale(Xs), vol[:, None] * np.sqrt([5.0, 21.0]), rtol=1e-9)
+    # the heads' target statistics are those of volatility units (about 1), not of log returns
+    assert 0.3 < float(net.module_.target_scale.min()) < float(net.module_.target_scale.max()) < 3
+    mu_z, sigma_z = (t.numpy() for t in net.forward(Xs[-9:], training=False))
+    mu, sigma = net.predict_dist(Xs[-9:])
+    np.testing.assert_allclose(mu, mu_z * net.target_scale(Xs[-9:]), rtol=1e-6)
+    np.testing.assert_allclose(sigma, sigma_z * net.target_scale(Xs[-9:]), rtol=1e-6)
+    # saved and loaded, and served (eager here: the run folder has no export), the same
+    save_regressor(net, tmp_path / "model")
+    loaded = load_regressor(tmp_path / "model")
+    for a, b in zip(loaded.predict_dist(Xs[-9:]), (mu, sigma), strict=True):
+        np.testing.assert_array_equal(a, b)
+    served = serving_model(tmp_path, pipe)
+    for a, b in zip(served.predict_dist(lab.X[-9:]), (mu, sigma), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+
+
+def test_pooled_spec_refuses_volatility_scaled_targets(specs_dir):
+    from cbi_toolkit.errors import SpecError
+    from cbi_toolkit.pooled import build_pooled_pipeline
+
+    pooled = load_spec(specs_dir / "soy_complex_1m.yaml", overrides={"model.target_scale": "volatility"})
+    with pytest.raises(SpecError, match="model.target_scale"):
+        build_pooled_pipeline(pooled)

@@ -92,6 +92,17 @@ def daily_log_returns(win, n: int) -> np.ndarray:
     return np.diff(as_windows(win).history(n + 1), axis=1)
 
 
+def trailing_volatility(win, window: int) -> np.ndarray:
+    """Per origin, the sample std (ddof=1) of the last ``window`` daily log returns up to it;
+    NaN where fewer than two are known."""
+    r = daily_log_returns(win, window)
+    ok = np.isfinite(r)
+    n = ok.sum(axis=1)
+    mean = np.where(ok, r, 0.0).sum(axis=1) / np.maximum(n, 1)
+    ss = (np.where(ok, r - mean[:, None], 0.0) ** 2).sum(axis=1)
+    return np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), np.nan)
+
+
 class VolatilityRandomWalk(RegressorMixin, BaseEstimator):
     """Random walk with a trailing-volatility band.
 
@@ -106,19 +117,11 @@ class VolatilityRandomWalk(RegressorMixin, BaseEstimator):
         self.window = window
         self.horizons = horizons
 
-    def _daily_vol(self, X) -> np.ndarray:
-        r = daily_log_returns(X, self.window)
-        ok = np.isfinite(r)
-        n = ok.sum(axis=1)
-        mean = np.where(ok, r, 0.0).sum(axis=1) / np.maximum(n, 1)
-        ss = (np.where(ok, r - mean[:, None], 0.0) ** 2).sum(axis=1)
-        return np.where(n >= 2, np.sqrt(ss / np.maximum(n - 1, 1)), np.nan)
-
     def fit(self, X, y):
         win = as_windows(X)
         y = _check_y(y, len(win))
         self.horizons_ = _check_horizons(self.horizons, y)
-        vol = self._daily_vol(win)
+        vol = trailing_volatility(win, self.window)
         if not np.isfinite(vol).any():
             raise ValueError(f"no training origin has two daily returns in its {self.window}-day "
                              "window; pass windows with a longer price context")
@@ -132,7 +135,7 @@ class VolatilityRandomWalk(RegressorMixin, BaseEstimator):
 
     def predict_dist(self, X) -> tuple[np.ndarray, np.ndarray]:
         check_is_fitted(self)
-        vol = self._daily_vol(X)
+        vol = trailing_volatility(X, self.window)
         vol = np.where(np.isfinite(vol), vol, self.fallback_vol_)
         sigma = vol[:, None] * np.sqrt(np.asarray(self.horizons_, dtype=np.float64))
         return self.predict(X), sigma

@@ -118,6 +118,9 @@ def pooled_regressor_from_spec(model_cfg, training_cfg, n_horizons: int | None =
     if getattr(model_cfg, "ensemble", 1) > 1:
         raise SpecError("model.ensemble: the pooled net is a single net; remove ensemble "
                         "from this spec")
+    if getattr(model_cfg, "target_scale", "none") != "none":
+        raise SpecError("model.target_scale: the pooled net learns the log returns themselves; "
+                        "remove target_scale from this spec")
     params = regressor_from_spec(model_cfg, training_cfg, n_horizons, valid_gap,
                                  **overrides).get_params(deep=False)
     return GlobalForecastRegressor(**{**params, "module": GlobalForecastNet})

@@ -10,7 +10,11 @@ It
   (`models.callbacks`), gradient clipping, early stopping with in-memory best-weights
   restore, and a stop with a clear error when the loss becomes non-finite;
 * predicts the mean (`predict`) or mean and sigma (`predict_dist`) of the
-  forward log return per horizon.
+  forward log return per horizon;
+* with ``target_vol_window`` w, learns each target divided by the trailing w-session
+  volatility at its origin times sqrt(h) (``horizon_days``), read from the windows' price
+  context, and scales its mean and sigma back (`target_scale`): volatile years then weigh
+  no more in the loss than calm ones.
 
 Each setting has one name, the estimator's own (``patience``, ``warmup``...): the
 callbacks are built from them at ``initialize`` and are not parameters themselves.
@@ -29,6 +33,7 @@ from skorch import NeuralNetRegressor
 from skorch.callbacks import EarlyStopping
 
 from cbi_toolkit.errors import CbiError
+from cbi_toolkit.models.baselines import trailing_volatility
 from cbi_toolkit.models.batching import TailSplit, WindowBatches, WindowDataset
 from cbi_toolkit.models.callbacks import LR_SCHEDULES, WarmupCosine, WarmupPlateau
 from cbi_toolkit.models.checks import check_inputs
@@ -58,7 +63,8 @@ class ForecastRegressor(NeuralNetRegressor):
                  warmup: float = 0.1, warmup_steps: int = 25, train_stride: int = 1,
                  valid_fraction: float = 0.1, valid_gap: int = 0, train_split="tail",
                  device: str = "auto", precision: str = "fp32", seed: int = 0,
-                 threads: int | str | None = None, verbose: int = 1, **kwargs):
+                 threads: int | str | None = None, target_vol_window: int | None = None,
+                 horizon_days: tuple[int, ...] | None = None, verbose: int = 1, **kwargs):
         super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
                          batch_size=batch_size, max_epochs=max_epochs,
                          train_split=train_split, device=device, verbose=verbose, **kwargs)
@@ -74,6 +80,8 @@ class ForecastRegressor(NeuralNetRegressor):
         self.precision = precision
         self.seed = seed
         self.threads = threads
+        self.target_vol_window = target_vol_window
+        self.horizon_days = horizon_days
 
     # -- callbacks ------------------------------------------------------
     @property
@@ -349,7 +357,27 @@ class ForecastRegressor(NeuralNetRegressor):
         elif X.values.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.values.shape[1]} features, the net was built for "
                              f"{self.n_features_in_}")
+        scale = self.target_scale(X)
+        if scale is not None:
+            y = (y / scale).astype(y.dtype)
         return super().partial_fit(X, y, classes=classes, **fit_params)
+
+    def target_scale(self, X) -> np.ndarray | None:
+        """``[n, n_horizons]``: what the targets are divided by for the net, the trailing
+        ``target_vol_window``-session volatility of the daily log returns at each origin
+        times sqrt(h); None when the net learns the log returns themselves."""
+        if not self.target_vol_window:
+            return None
+        days = np.asarray(self.horizon_days or (), dtype=np.float64)
+        if len(days) != self.n_horizons_:
+            raise ValueError(f"target_vol_window needs horizon_days, one per horizon "
+                             f"({self.n_horizons_}), got {self.horizon_days!r}")
+        vol = trailing_volatility(X, int(self.target_vol_window))
+        if not np.all(np.isfinite(vol) & (vol > 0)):
+            raise ValueError(f"target_vol_window {self.target_vol_window}: some origins have no "
+                             "positive trailing volatility (fewer than two daily returns before "
+                             "them in the windows' price context)")
+        return vol[:, None] * np.sqrt(days)
 
     def predict(self, X) -> np.ndarray:
         """Mean forward log return, ``[n, n_horizons]``."""
@@ -360,4 +388,7 @@ class ForecastRegressor(NeuralNetRegressor):
         self.check_is_fitted()  # NotInitializedError, a NotFittedError, before any input work
         X, _ = check_inputs(X)
         mu, sigma = self.forward(X, training=False)
-        return mu.numpy(), sigma.numpy()
+        scale = self.target_scale(X)
+        if scale is None:
+            return mu.numpy(), sigma.numpy()
+        return mu.numpy() * scale, sigma.numpy() * scale
