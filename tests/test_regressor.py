@@ -202,12 +202,13 @@ def test_volatility_scaled_targets(spec, data_dir, tmp_path):
     from cbi_toolkit.pipeline import build_pipeline
     from cbi_toolkit.serving import serving_model
 
-    scaled = spec.model_copy(update={"model": spec.model.model_copy(
-        update={"target_scale": "volatility"})})
-    pipe = build_pipeline(scaled, verbose=0)
+    def with_scale(value):
+        return spec.model_copy(update={"model": spec.model.model_copy(
+            update={"target_scale": value})})
+    pipe = build_pipeline(with_scale("volatility"), verbose=0)
     net = pipe.named_steps["net"]
     assert (net.target_vol_window, net.horizon_days) == (63, (5, 21))
-    assert build_pipeline(spec, verbose=0).named_steps["net"].target_vol_window is None
+    assert build_pipeline(with_scale("none"), verbose=0).named_steps["net"].target_vol_window is None
     _, samples = load_samples(spec, SourceContext(data_dir=data_dir))
     lab = samples.subset(np.flatnonzero(samples.labelled)[-400:])
     pipe.set_params(**{f"net__{k}": v for k, v in TINY.items()})
