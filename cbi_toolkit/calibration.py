@@ -339,6 +339,49 @@ def model_calibrations(preds: list[FoldPrediction], used: dict, origins: pd.Date
     return out
 
 
+def widened(preds: list[FoldPrediction], cals: dict) -> dict:
+    """``cals`` with each model's conformal scales raised, origin by origin, so that its
+    band at a horizon is never narrower (per level, in log-return units) than its band
+    from the same origin at a shorter horizon. The path to the later target passes
+    through the earlier one, so a narrower band there is noise in the calibrations, not
+    information: fitted per horizon on a few years of overlapping outcomes, a 6m band can
+    come out narrower than the 3m band from the same day. Nothing is chosen; a widened
+    fold's calibration becomes per-origin (`RollingCalibration`)."""
+    out = dict(cals)
+    for model in {p.model for p in preds}:
+        widest = {lv: pd.Series(dtype=float) for lv in LEVELS}  # origin -> width so far
+        for horizon in sorted({p.horizon for p in preds if p.model == model}, key=HORIZONS.get):
+            reached = {lv: [widest[lv]] for lv in LEVELS}
+            for p in (q for q in preds if q.model == model and q.horizon == horizon):
+                cal = cals.get((model, horizon, p.fold))
+                if cal is None or not all(lv in cal.conformal for lv in LEVELS):
+                    continue
+                n = len(p.y)
+                unit = np.broadcast_to(cal.variance_scale, n) * p.sigma
+                scales = {}
+                for lv in LEVELS:
+                    width = np.broadcast_to(cal.conformal[lv], n) * unit
+                    wide = np.fmax(width, widest[lv].reindex(p.dates).to_numpy())
+                    scales[lv] = np.where(wide > width, wide / unit, cal.conformal[lv])
+                    reached[lv].append(pd.Series(wide, index=p.dates))
+                if any((scales[lv] != cal.conformal[lv]).any() for lv in LEVELS):
+                    out[(model, horizon, p.fold)] = RollingCalibration(
+                        np.broadcast_to(cal.variance_scale, n).copy(), scales,
+                        np.broadcast_to(cal.n, n).copy())
+            widest = {lv: pd.concat([s for s in reached[lv] if len(s)] or [widest[lv]])
+                      .groupby(level=0).max() for lv in LEVELS}
+    return out
+
+
+def widened_half_widths(horizons: list[str], widths: np.ndarray) -> np.ndarray:
+    """One origin's band half-widths per horizon (``horizons`` order), each raised to the
+    widest at any shorter horizon: `widened` for the forecast from the newest origin."""
+    order = np.argsort([HORIZONS[h] for h in horizons], kind="stable")
+    out = np.asarray(widths, dtype=float).copy()
+    out[order] = np.fmax.accumulate(out[order])
+    return out
+
+
 def block_coverage(res: Residuals, block: int, halflife: float | None, first: int | None = None,
                    frozen: bool = False) -> dict[float, np.ndarray]:
     """Run the online calibration across the selection folds: at every ``block``-th origin

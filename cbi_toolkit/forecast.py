@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cbi_toolkit.calibration import ShippedModel
+from cbi_toolkit.calibration import ShippedModel, widened_half_widths
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.metrics import LEVELS, interval
 from cbi_toolkit.pipeline import predict_dist
@@ -23,10 +23,17 @@ def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: 
     (the spec's target) and ``kind='forecast'`` key it in the sink beside backtest rows.
 
     ``mu`` and ``sigma`` are the forward log return's mean and std at ``origin``;
-    prices are P·exp(mu) and P·exp(mu ± q·sigma), with q Gaussian or conformal.
+    prices are P·exp(mu) and P·exp(mu ± q·sigma), with q Gaussian or conformal; a
+    conformal band is never narrower than a shorter horizon's (`widened_half_widths`,
+    as the backtest was scored).
     Target dates count sessions on the exchange calendar (:mod:`cbi_toolkit.trading_calendar`).
     """
-    rows = []
+    rows, half = [], {}
+    for level in LEVELS:
+        width = np.array([interval(0.0, sigma[j], level, scales[h][level]
+                                   if method == "conformal" and scales else None)[1]
+                          for j, h in enumerate(horizons)])
+        half[level] = widened_half_widths(horizons, width) if method == "conformal" else width
     for j, horizon in enumerate(horizons):
         row = {
             "series": series, "kind": "forecast", "origin_date": origin.date(), "horizon": horizon,
@@ -34,11 +41,9 @@ def forecast_frame(origin: pd.Timestamp, price: float, horizons: list[str], mu: 
             "predicted_price": float(price * np.exp(mu[j])),
         }
         for level in LEVELS:
-            scale = scales[horizon][level] if method == "conformal" and scales else None
-            lo, hi = interval(np.asarray(mu[j]), np.asarray(sigma[j]), level, scale)
             pct = int(round(level * 100))
-            row[f"lower_{pct}"] = float(price * np.exp(lo))
-            row[f"upper_{pct}"] = float(price * np.exp(hi))
+            row[f"lower_{pct}"] = float(price * np.exp(mu[j] - half[level][j]))
+            row[f"upper_{pct}"] = float(price * np.exp(mu[j] + half[level][j]))
         row.update(sigma=float(sigma[j]), model_version=model_version, run_id=run_id,
                    created_at=created_at)
         rows.append(row)

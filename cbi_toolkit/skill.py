@@ -34,6 +34,7 @@ from cbi_toolkit.calibration import (
     sigma_on_record,
     sigma_record,
     sourced,
+    widened,
 )
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.evaluation import calibrations, dm_table, score_folds, summarise
@@ -167,9 +168,11 @@ def calibration_policy(spec: Spec, preds: list[FoldPrediction], origins: pd.Date
 
 def _calibrated(spec: Spec, preds: list[FoldPrediction], origins: pd.DatetimeIndex, used: dict):
     """The calibration policy, per-fold calibrations and per-fold scores of ``preds``, the
-    shipped model's folds calibrated on the sigma each ships with (``used``)."""
+    shipped model's folds calibrated on the sigma each ships with (``used``), every band at
+    least as wide as the same origin's at a shorter horizon (`widened`)."""
     policy, errors = calibration_policy(spec, preds, origins)
     cals = calibrations(preds, origins, policy) | model_calibrations(preds, used, origins, policy)
+    cals = widened(preds, cals)
     return policy, cals, score_folds(preds, cals), errors
 
 

@@ -28,9 +28,12 @@ from cbi_toolkit.calibration import (
     sigma_on_record,
     sigma_record,
     weighted_conformal_scale,
+    widened,
+    widened_half_widths,
 )
 from cbi_toolkit.errors import SpecError
 from cbi_toolkit.evaluation import calibrated, calibrations, score_folds
+from cbi_toolkit.forecast import forecast_frame
 from cbi_toolkit.metrics import FoldPrediction, conformal_scale
 from cbi_toolkit.skill import calibration_policy, score_predictions
 from cbi_toolkit.spec import load_spec
@@ -330,3 +333,50 @@ def test_each_fold_is_calibrated_on_the_sigma_it_ships(zl):
     assert cals[(MODEL, "1m", 2)] == by_hand
     mixed = calibrations(rows, origins, policy)[(MODEL, "1m", 3)]  # the pool of both sigmas
     assert mixed.variance_scale != cals[(MODEL, "1m", 3)].variance_scale
+
+
+def _band_at(zl: pd.DataFrame, horizon: str, steps: int, rows: slice) -> FoldPrediction:
+    """The volatility band's prediction at ``horizon`` on real ZL origins ``rows``: no change,
+    the trailing 63-session volatility times sqrt(steps) (the 1m column's y, unused here)."""
+    part = zl.iloc[rows]
+    daily = part["vol"].to_numpy() / np.sqrt(H)
+    return FoldPrediction(VOL, 0, horizon, part["y"].to_numpy(), np.zeros(len(part)),
+                          daily * np.sqrt(steps), part["price"].to_numpy(), part.index, "test")
+
+
+def test_no_band_is_narrower_than_a_shorter_horizons_from_the_same_origin(zl):
+    # fitted per horizon, the 3m calibration's scales would give a band narrower than the
+    # 1m band from the same day at both levels (0.5 * sqrt(63) < 1.3 * sqrt(21)); widened,
+    # the 3m band is the 1m band's width on the origins both have, and no wider
+    short, long_ = _band_at(zl, "1m", 21, slice(0, 250)), _band_at(zl, "3m", 63, slice(0, 200))
+    cal_1m, cal_3m = Calibration(1.0, {0.8: 1.3, 0.95: 2.0}), Calibration(1.0, {0.8: 0.5, 0.95: 1.0})
+    cals = {(VOL, "1m", 0): cal_1m, (VOL, "3m", 0): cal_3m}
+    out = widened([long_, short], cals)
+    assert out[(VOL, "1m", 0)] is cal_1m  # the shortest horizon is never touched
+    wide, narrow, ref = (calibrated(long_, out[(VOL, "3m", 0)]), calibrated(long_, cal_3m),
+                         calibrated(short, cal_1m))
+    for pct in (80, 95):
+        assert (narrow[f"hi_{pct}"] < ref[f"hi_{pct}"][:200]).all()
+        np.testing.assert_allclose(wide[f"hi_{pct}"], ref[f"hi_{pct}"][:200])
+        np.testing.assert_allclose(wide[f"lo_{pct}"], ref[f"lo_{pct}"][:200])
+    np.testing.assert_array_equal(wide["sigma_cal"], narrow["sigma_cal"])  # CRPS as it was
+    # a 3m calibration already wider than the 1m band is kept as it is
+    wider = Calibration(1.0, {0.8: 1.0, 0.95: 1.5})
+    assert widened([short, long_], cals | {(VOL, "3m", 0): wider})[(VOL, "3m", 0)] is wider
+
+
+def test_the_newest_forecast_widens_as_the_backtest_was_scored():
+    # 6m's conformal scales give a band narrower than 3m's: the forecast's 6m band takes the
+    # 3m band's width, the others keep their own, and Gaussian bands are left as they are
+    horizons, sigma = ["1w", "1m", "3m", "6m", "12m"], 0.02 * np.sqrt([5, 21, 63, 126, 252])
+    scales = {h: {0.8: 1.3, 0.95: 2.0} for h in horizons} | {"6m": {0.8: 0.6, 0.95: 1.0}}
+    frame = forecast_frame(pd.Timestamp("2023-12-29"), 47.6, horizons, np.zeros(5), sigma,
+                           "conformal", scales, "v", "r", pd.Timestamp.now(tz="UTC"), "zl")
+    half = np.log(frame["upper_80"] / 47.6).to_numpy()
+    np.testing.assert_allclose(half, 1.3 * sigma * [1, 1, 1, 0, 1] + [0, 0, 0, 1.3 * sigma[2], 0])
+    assert (np.diff(np.log(frame["upper_95"] / frame["lower_95"])) >= 0).all()
+    assert widened_half_widths(["6m", "1m"], np.array([0.1, 0.2])).tolist() == [0.2, 0.2]
+    gauss = forecast_frame(pd.Timestamp("2023-12-29"), 47.6, horizons, np.zeros(5),
+                           sigma * [1, 1, 1, 0.5, 1], "gaussian", None, "v", "r",
+                           pd.Timestamp.now(tz="UTC"), "zl")
+    assert gauss["upper_80"][3] < gauss["upper_80"][2]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from cbi_toolkit.backtest import labelled_samples
-from cbi_toolkit.calibration import NET, VOL, Calibration, ShippedModel
+from cbi_toolkit.calibration import NET, VOL, Calibration, ShippedModel, widened
 from cbi_toolkit.dataset import Samples
 from cbi_toolkit.errors import CbiError
 from cbi_toolkit.evaluation import summarise
@@ -56,7 +56,7 @@ def score_since(spec: Spec, samples: Samples,
     if not preds:
         raise CbiError(f"no origin on or after {since:%Y-%m-%d} has a known target in this data; "
                        "point --data-dir at newer data or pick an earlier --since")
-    return summarise(preds, cals=cals)
+    return summarise(preds, cals=widened(preds, cals))
 
 
 def warn_in_sample(since: pd.Timestamp, train_end: pd.Timestamp, events: RunEvents) -> None:
