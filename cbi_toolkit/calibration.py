@@ -27,6 +27,8 @@ from the test span reaches a choice.
   place: the forecast is the random walk's mean with a calibrated trailing-volatility
   band. Each fold of the shipped model is calibrated on the earlier residuals
   standardised by the sigma it ships (`model_calibrations`).
+* `widened`: with several horizons, no model's conformal band from an origin is narrower
+  than its band from that origin at a shorter horizon.
 """
 
 from __future__ import annotations
