@@ -89,6 +89,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     return guarded(lambda: _dispatch(args))
 
 
+#: The ways of running on a saved run folder, and the options each reads; any other option
+#: given with one would do nothing, so it is refused rather than silently ignored.
+SAVED_RUN_MODES = {
+    "predict": {"data_dir", "sink"},
+    "evaluate": {"data_dir", "since"},
+    "resume": {"data_dir", "sink"},
+    "sink_only": {"sink"},
+}
+WHY_IGNORED = {
+    "spec": "a saved run brings its own spec.yaml; drop SPEC",
+    "set": "a saved run keeps the spec it was trained with; to change it, rerun "
+           "`cbi-run SPEC --set KEY=VALUE`",
+    "check": "--check validates a spec: `cbi-run --check SPEC`",
+    "stage": "--stage stops a spec run early: `cbi-run SPEC --stage data`",
+    "runs_dir": "it works in the run folder it is given",
+    "since": "only --evaluate scores from a date",
+    "sink": "it writes no forecasts to a sink",
+    "data_dir": "it writes the forecasts the run saved and reads no data",
+}
+
+
+def refuse_ignored_options(args: argparse.Namespace) -> None:
+    """Raise CbiError for an option the chosen way of running would ignore."""
+    modes = [m for m in SAVED_RUN_MODES if getattr(args, m)]
+    flags = [f"--{m.replace('_', '-')}" for m in modes]
+    if len(modes) > 1:
+        raise CbiError(f"{' and '.join(flags)}: choose one way of running on a saved run")
+    given = {"spec": args.spec, "set": args.set, "check": args.check,
+             "stage": args.stage != "full", "runs_dir": args.runs_dir, "since": args.since,
+             "sink": args.sink, "data_dir": args.data_dir}
+    reads = SAVED_RUN_MODES[modes[0]] if modes else set(given) - {"since"}
+    for option, value in given.items():
+        if value and option not in reads:
+            name = "SPEC" if option == "spec" else f"--{option.replace('_', '-')}"
+            raise CbiError(f"{name} does nothing {'with ' + flags[0] if modes else 'in a spec run'}"
+                           f": {WHY_IGNORED[option]}")
+
+
 def run_options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(data_dir=args.data_dir, runs_dir=args.runs_dir,
                       sink=args.sink, quiet=args.quiet)
@@ -100,6 +138,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(json.dumps(spec_json_schema(), indent=2))
         return 0
+    refuse_ignored_options(args)
     if args.resume:
         from cbi_toolkit.pooled_run import refuse_pooled_run
 

@@ -106,6 +106,33 @@ def test_bad_override_exits_2(tmp_path, small_data, capsys):
     assert_refused(capsys, tmp_path, code, "--set", "KEY=VALUE")
 
 
+IGNORED_OPTION_CASES = [
+    # (id, arguments, words in the message); the run folder need not exist: the refusal comes first
+    ("predict-set", ["--predict", "RUN", "--set", "gate.max_mase=2"], ["--set", "--predict",
+                                                                        "rerun"]),
+    ("predict-spec", ["SPEC", "--predict", "RUN"], ["SPEC", "drop SPEC"]),
+    ("predict-since", ["--predict", "RUN", "--since", "2024-01-02"], ["--since", "--evaluate"]),
+    ("evaluate-sink", ["--evaluate", "RUN", "--since", "2024-01-02", "--sink",
+                       "duckdb:///tmp/x.duckdb"], ["--sink", "--evaluate"]),
+    ("resume-runs-dir", ["--resume", "RUN", "--runs-dir", "elsewhere"], ["--runs-dir",
+                                                                        "run folder"]),
+    ("sink-only-data-dir", ["--sink-only", "RUN", "--data-dir", "DATA"], ["--data-dir"]),
+    ("two-modes", ["--predict", "RUN", "--evaluate", "RUN"], ["--predict and --evaluate",
+                                                             "choose one"]),
+    ("spec-run-since", ["SPEC", "--since", "2024-01-02"], ["--since", "in a spec run"]),
+]
+
+
+@pytest.mark.parametrize("case, args, words", IGNORED_OPTION_CASES,
+                         ids=[c[0] for c in IGNORED_OPTION_CASES])
+def test_an_option_that_would_do_nothing_exits_2(tmp_path, small_data, capsys, case, args,
+                                                 words):
+    spec = write_spec(tmp_path / "spec.yaml")
+    run_dir = tmp_path / "runs" / "small-1"
+    names = {"RUN": str(run_dir), "SPEC": str(spec), "DATA": str(small_data)}
+    assert_refused(capsys, tmp_path, run_cli([names.get(a, a) for a in args]), *words)
+
+
 def test_bad_sink_url_exits_2_before_training(tmp_path, small_data, capsys):
     spec = write_spec(tmp_path / "spec.yaml")
     args = cli_args(spec, small_data, tmp_path)
