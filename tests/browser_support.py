@@ -31,6 +31,16 @@ QUICK = ["window=20", "model.hidden_dim=8", "model.num_heads=2", "model.num_laye
          "gate.max_mase=null", "gate.worse_p=null", "gate.coverage_80=null", "gate.coverage_95=null"]
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 10 s; reaps it either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture(scope="session")
 def chromium() -> tuple[Path, Path]:
     """(chromium, chromedriver); installed with apt-get when missing and running as root."""
@@ -126,9 +136,4 @@ def dashboard(sink_url: str, log: Path) -> Iterator[str]:
                     time.sleep(0.3)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)

@@ -156,6 +156,8 @@ def bq_emulator(tmp_path_factory):
     import time
     import urllib.request
 
+    from tests.browser_support import stop_process
+
     python = bqemu_python()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -181,12 +183,7 @@ def bq_emulator(tmp_path_factory):
                             f"{log_path.read_text(errors='replace')[-3000:]}", pytrace=False)
             time.sleep(0.2)
     yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    stop_process(proc)
     log.close()
 
 
